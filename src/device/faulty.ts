@@ -1,0 +1,268 @@
+/**
+ * FaultyVolume: a Volume wrapper that makes the failures a real device can
+ * produce happen on purpose, for tests (after leveldb's
+ * db/fault_injection_test.cc).
+ *
+ *  - failNext(): fail the Nth read / write / sync / discard batch from now,
+ *    once or forever, with CUBBY_IO and the errno of your choice.
+ *  - powerCut(): simulate losing power. Every write not covered by a
+ *    completed sync() is kept, dropped, or torn at sector granularity,
+ *    chosen by a seed; the surviving bytes are left in the wrapped volume and
+ *    this wrapper refuses all further I/O. Open the wrapped volume again to
+ *    recover from what is left.
+ *
+ * To undo unsynced writes the wrapper reads the old bytes of every range
+ * before it writes it, so it costs one extra read per write: test use only.
+ */
+
+import { CubbyError, ErrorCode, closedError, invalidArgument } from '../errors'
+import type { Volume, VolumeRequest, VolumeStats } from './types'
+
+export type FaultOperation = 'read' | 'write' | 'sync' | 'discard'
+
+export interface FaultRule {
+  operation: FaultOperation
+  /** Fail the nth batch of this kind counted from now (1 = the very next). */
+  nth: number
+  /** Fail that batch and every later one of the kind (default: only that one). */
+  persistent?: boolean
+  /** errno to report (default 'EIO'). */
+  errno?: string
+}
+
+export interface PowerCutOptions {
+  /** Seed of the choices; the same seed over the same writes gives the same result. */
+  seed: number
+  /**
+   * What happens to each unsynced write:
+   *  - 'drop'  : every one is lost;
+   *  - 'keep'  : every one survives;
+   *  - 'random': each write survives or is lost as a whole (default);
+   *  - 'tear'  : each `atomicBytes` unit of each write survives or is lost on its own.
+   */
+  policy?: 'drop' | 'keep' | 'random' | 'tear'
+  /** Atomic unit for 'tear' (512 = sectors tear; 4096 = the device writes 4 KiB atomically). Default 512. */
+  atomicBytes?: number
+}
+
+interface PendingWrite {
+  offset: number
+  before: Buffer
+  after: Buffer
+}
+
+/** Small deterministic PRNG (mulberry32): the same seed gives the same crash. */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0
+    let t = state
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+export class FaultyVolume implements Volume {
+  private rules: Array<FaultRule & { remaining: number }> = []
+  private pending: PendingWrite[] = []
+  private dead: CubbyError | undefined
+  private closed = false
+  private readonly counts: Record<FaultOperation, number> = { read: 0, write: 0, sync: 0, discard: 0 }
+
+  constructor(readonly inner: Volume) {}
+
+  get path(): string {
+    return this.inner.path
+  }
+  get kind() {
+    return this.inner.kind
+  }
+  get size(): number {
+    return this.inner.size
+  }
+  get sectorSize(): number {
+    return this.inner.sectorSize
+  }
+  get physicalSectorSize(): number {
+    return this.inner.physicalSectorSize
+  }
+  get growable(): boolean {
+    return this.inner.growable
+  }
+  get readOnly(): boolean {
+    return this.inner.readOnly
+  }
+  get ioPath(): string {
+    return `faulty(${this.inner.ioPath})`
+  }
+
+  /** How many batches of each kind have been issued through this wrapper. */
+  operationCounts(): Readonly<Record<FaultOperation, number>> {
+    return { ...this.counts }
+  }
+
+  /** Bytes written since the last completed sync, which a power cut may lose. */
+  unsyncedWrites(): number {
+    return this.pending.length
+  }
+
+  /** Arms a failure. Rules accumulate; clearFaults() removes them. */
+  failNext(rule: FaultRule): void {
+    if (!Number.isSafeInteger(rule.nth) || rule.nth < 1) throw invalidArgument(`nth must be a positive integer, not ${rule.nth}`)
+    this.rules.push({ ...rule, remaining: rule.nth })
+  }
+
+  clearFaults(): void {
+    this.rules = []
+  }
+
+  allocate(bytes: number): Buffer {
+    return this.inner.allocate(bytes)
+  }
+
+  async read(requests: readonly VolumeRequest[]): Promise<void> {
+    this.enter('read')
+    await this.inner.read(requests)
+  }
+
+  async write(requests: readonly VolumeRequest[]): Promise<void> {
+    this.enter('write')
+    const records: PendingWrite[] = []
+    for (const request of requests) {
+      const before = this.inner.allocate(request.length)
+      await this.inner.read([{ offset: request.offset, length: request.length, buffer: before, bufferOffset: 0 }])
+      const after = Buffer.from(request.buffer.subarray(request.bufferOffset, request.bufferOffset + request.length))
+      records.push({ offset: request.offset, before, after })
+    }
+    await this.inner.write(requests)
+    this.pending.push(...records)
+  }
+
+  async sync(): Promise<void> {
+    this.enter('sync')
+    await this.inner.sync()
+    this.pending = []
+  }
+
+  async discard(offset: number, length: number): Promise<void> {
+    this.enter('discard')
+    if (length > 0) {
+      const before = this.inner.allocate(length)
+      await this.inner.read([{ offset, length, buffer: before, bufferOffset: 0 }])
+      await this.inner.discard(offset, length)
+      this.pending.push({ offset, before, after: Buffer.alloc(length) })
+    }
+  }
+
+  async grow(size: number): Promise<void> {
+    this.checkAlive()
+    await this.inner.grow(size)
+  }
+
+  allocatedBytes(): number {
+    return this.inner.allocatedBytes()
+  }
+
+  stats(): VolumeStats {
+    return this.inner.stats()
+  }
+
+  /**
+   * Loses power now. Unsynced writes are resolved by `options` into the
+   * wrapped volume, which stays open for the test to inspect or close; this
+   * wrapper fails every later call with CUBBY_IO.
+   */
+  async powerCut(options: PowerCutOptions): Promise<{ kept: number; dropped: number; torn: number }> {
+    this.checkAlive()
+    const random = seededRandom(options.seed)
+    const policy = options.policy ?? 'random'
+    const unit = options.atomicBytes ?? 512
+    if (unit % this.inner.sectorSize !== 0) throw invalidArgument(`atomicBytes ${unit} is not a multiple of the sector size`)
+    const summary = { kept: 0, dropped: 0, torn: 0 }
+
+    // Decide, for each write and each unit of it, whether its bytes reached
+    // the medium. Then rebuild every touched unit: the oldest pre-image,
+    // overlaid in write order by each surviving version.
+    const survivals = this.pending.map((write) => {
+      const units = write.after.length / unit
+      const kept = new Array<boolean>(units)
+      if (policy === 'tear') {
+        let count = 0
+        for (let index = 0; index < units; index++) {
+          kept[index] = random() < 0.5
+          if (kept[index]) count++
+        }
+        if (count === units) summary.kept++
+        else if (count === 0) summary.dropped++
+        else summary.torn++
+      } else {
+        const keep = policy === 'keep' ? true : policy === 'drop' ? false : random() < 0.5
+        kept.fill(keep)
+        if (keep) summary.kept++
+        else summary.dropped++
+      }
+      return kept
+    })
+
+    const restored = new Set<number>()
+    const units: Array<{ offset: number; bytes: Buffer }> = []
+    for (const write of this.pending) {
+      for (let index = 0; index < write.after.length / unit; index++) {
+        const offset = write.offset + index * unit
+        if (restored.has(offset)) continue
+        restored.add(offset)
+        units.push({ offset, bytes: Buffer.from(write.before.subarray(index * unit, (index + 1) * unit)) })
+      }
+    }
+    const byOffset = new Map(units.map((entry) => [entry.offset, entry.bytes]))
+    this.pending.forEach((write, writeIndex) => {
+      const kept = survivals[writeIndex]!
+      for (let index = 0; index < kept.length; index++) {
+        if (kept[index]) write.after.copy(byOffset.get(write.offset + index * unit)!, 0, index * unit, (index + 1) * unit)
+      }
+    })
+    for (const { offset, bytes } of units) {
+      const buffer = this.inner.allocate(unit)
+      bytes.copy(buffer)
+      await this.inner.write([{ offset, length: unit, buffer, bufferOffset: 0 }])
+    }
+    this.pending = []
+    this.dead = new CubbyError(ErrorCode.IO, `${this.path}: power was cut (simulated)`, { errno: 'EIO', syscall: 'power-cut', path: this.path })
+    return summary
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await this.inner.close()
+  }
+
+  private checkAlive(): void {
+    if (this.closed) throw closedError('volume')
+    if (this.dead !== undefined) throw this.dead
+  }
+
+  /** Counts the operation and throws if a rule says this one fails. */
+  private enter(operation: FaultOperation): void {
+    this.checkAlive()
+    this.counts[operation]++
+    let fail: (FaultRule & { remaining: number }) | undefined
+    for (const rule of this.rules) {
+      if (rule.operation !== operation) continue
+      if (rule.remaining > 0) rule.remaining--
+      if (rule.remaining === 0) {
+        fail = rule
+        if (!rule.persistent) rule.remaining = -1
+      }
+    }
+    if (fail !== undefined) {
+      const errno = fail.errno ?? 'EIO'
+      throw new CubbyError(ErrorCode.IO, `${this.path}: injected ${errno} on ${operation} #${this.counts[operation]}`, {
+        errno,
+        syscall: operation === 'sync' ? 'fdatasync' : operation,
+        path: this.path,
+      })
+    }
+  }
+}
