@@ -21,7 +21,7 @@ const QUICK_DEFAULTS: BenchConfig = {
   warmupOperations: 20_000,
   probeOperations: 20_000,
   phaseSeconds: 20,
-  loadSeconds: 120,
+  loadSeconds: 300,
   fio: false,
   outputDirectory: null,
   label: 'quick run',

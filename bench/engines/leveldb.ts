@@ -12,25 +12,16 @@
  * read-ahead, 128 KiB by default): that is LevelDB as users get it.
  */
 
-import { requirePackage, type EngineAdapter, type EngineConfig, type EngineCounters, type OpenInfo } from './adapter'
+import { requirePackage, type EngineConfig } from './adapter'
+import { LevelStyleAdapter, type LevelStyleDatabase, type LevelStyleOpening } from './level-style'
 import { serveEngine } from '../lib/child'
 
-interface ClassicLevelInstance {
-  open(): Promise<void>
-  put(key: Buffer, value: Buffer, options: { sync: boolean }): Promise<void>
-  get(key: Buffer): Promise<Buffer | undefined>
-  close(): Promise<void>
-}
-
 interface ClassicLevelModule {
-  ClassicLevel: new (location: string, options: Record<string, unknown>) => ClassicLevelInstance
+  ClassicLevel: new (location: string, options: Record<string, unknown>) => LevelStyleDatabase
 }
 
-export class LevelDbAdapter implements EngineAdapter {
-  private db: ClassicLevelInstance | undefined
-  private sync = false
-
-  async open(config: EngineConfig): Promise<OpenInfo> {
+export class LevelDbAdapter extends LevelStyleAdapter {
+  protected create(config: EngineConfig): LevelStyleOpening {
     const { ClassicLevel } = requirePackage<ClassicLevelModule>('classic-level')
     const options = {
       keyEncoding: 'buffer',
@@ -38,40 +29,14 @@ export class LevelDbAdapter implements EngineAdapter {
       cacheSize: config.cacheSizeBytes,
       writeBufferSize: config.writeBufferSizeBytes,
     }
-    this.db = new ClassicLevel(config.directory, options)
-    await this.db.open()
-    this.sync = config.sync
     return {
-      options: { ...options, sync: config.sync },
+      database: new ClassicLevel(config.directory, options),
+      options,
       notes: [
         'block cache = cacheSize; memtable = writeBufferSize',
         'tables are memory-mapped: reads go through the OS page cache, bounded by the memory cgroup, with read-around on each page fault',
       ],
     }
-  }
-
-  private store(): ClassicLevelInstance {
-    if (this.db === undefined) throw new Error('LevelDB is not open')
-    return this.db
-  }
-
-  put(key: Buffer, value: Buffer): Promise<void> {
-    return this.store().put(key, value, { sync: this.sync })
-  }
-
-  get(key: Buffer): Promise<Buffer | undefined> {
-    return this.store().get(key)
-  }
-
-  async flush(): Promise<void> {}
-
-  counters(): EngineCounters {
-    return {}
-  }
-
-  async close(): Promise<void> {
-    await this.db?.close()
-    this.db = undefined
   }
 }
 

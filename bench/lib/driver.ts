@@ -32,6 +32,13 @@ export function limitOperations(source: { next(): Operation; acknowledgeInsert?(
   }
 }
 
+/**
+ * An engine that answers synchronously (LMDB's get) never lets the event loop
+ * turn; yielding this often keeps timers (memory sampling) and IPC running.
+ */
+const yieldEveryOperations = 256
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+
 export interface DriveOptions {
   concurrency: number
   maxSeconds: number
@@ -100,6 +107,7 @@ export async function drive(adapter: EngineAdapter, source: OperationSource, opt
         stoppedByTime = true
         return
       }
+      if (operations % yieldEveryOperations === yieldEveryOperations - 1) await yieldToEventLoop()
       const operation = source.next()
       if (operation === undefined) return
       const began = performance.now()

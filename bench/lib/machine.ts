@@ -39,6 +39,8 @@ export interface MachineDescription {
   packages: Record<string, string | null>
   cubbydbCommit: string | null
   fioVersion: string | null
+  /** 1, 5 and 15 minute load averages when the run began: others' work makes figures noisy. */
+  loadAverage: number[]
 }
 
 /** The mount holding `path`, from /proc/self/mountinfo text. Exported for tests. */
@@ -130,5 +132,6 @@ export function describeMachine(dataPath: string, fioVersion: string | null): Ma
     packages,
     cubbydbCommit: gitCommit(),
     fioVersion,
+    loadAverage: os.loadavg(),
   }
 }
