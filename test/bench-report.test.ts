@@ -62,6 +62,7 @@ function stages(bytesPerKey: number): StageResult[] {
     afterLoad: snapshot(50 + (records * bytesPerKey) / MiB, records * 140),
     probe: phase('probe-uniform', 80_000),
     serving: snapshot(50 + (records * bytesPerKey) / MiB, records * 140),
+    servingChargedBytes: 60 * MiB,
   }))
 }
 
@@ -194,4 +195,5 @@ test('the quick table puts engines side by side and says which were skipped', (t
   t.regex(text, /\|  \| CubbyDB lz4 \| RocksDB \|/)
   t.regex(text, /\| C uniform: GET\/s \| 85,000 \| 34,000 \|/)
   t.regex(text, /\| C uniform: reads\/GET \| 1\.01 \| ≈1\.50 \|/)
+  t.regex(text, /\| charged to its cgroup, MiB \| 60\.0 \| 60\.0 \|/)
 })

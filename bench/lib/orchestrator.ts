@@ -353,7 +353,7 @@ export class Orchestrator {
       const loadComplete = records >= stageRecords
       const flush = await child.call<{ seconds: number }>({ kind: 'flush' }, quickAnswerSeconds * 3)
       const afterLoad = await child.call<Snapshot>({ kind: 'snapshot' }, quickAnswerSeconds)
-      const stage: StageResult = { records, load, loadComplete, flushSeconds: flush.seconds, afterLoad, probe: null, serving: null }
+      const stage: StageResult = { records, load, loadComplete, flushSeconds: flush.seconds, afterLoad, probe: null, serving: null, servingChargedBytes: null }
       run.stages.push(stage)
       if (!loadComplete) {
         run.status = 'incomplete'
@@ -368,6 +368,7 @@ export class Orchestrator {
         phaseTimeout(config.phaseSeconds),
       )
       stage.serving = await child.call<Snapshot>({ kind: 'snapshot' }, quickAnswerSeconds)
+      stage.servingChargedBytes = cgroup?.usageBytes() ?? null
       this.log(`${tag} ${formatCount(records)} keys: serving RSS ${formatCount(stage.serving.memory.residentBytes / 1048576)} MiB`)
     }
     for (const workload of config.workloads) {

@@ -170,6 +170,7 @@ function memorySection(results: BenchmarkResults, valueSize: number): string {
   for (const run of runsFor(results, valueSize)) {
     for (const stage of run.stages) {
       const disk = stage.afterLoad.disk?.allocatedBytes ?? stage.afterLoad.counters.physicalBytes ?? null
+      const logical = stage.afterLoad.counters.logicalBytes ?? stage.afterLoad.disk?.apparentBytes ?? null
       rows.push([
         run.label,
         formatInteger(stage.records),
@@ -177,7 +178,9 @@ function memorySection(results: BenchmarkResults, valueSize: number): string {
         formatMiB(stage.afterLoad.memory.residentBytes),
         formatMiB(stage.serving?.memory.residentBytes),
         formatMiB(stage.serving?.memory.residentAnonymousBytes),
+        formatMiB(stage.servingChargedBytes),
         formatMiB(stage.serving?.memory.residentPeakBytes),
+        formatMiB(logical),
         formatMiB(disk),
         disk === null ? '—' : formatRatio(disk / (stage.records * (results.config.keySize + valueSize))),
         formatInteger(stage.probe?.operationsPerSecond),
@@ -186,7 +189,7 @@ function memorySection(results: BenchmarkResults, valueSize: number): string {
     }
   }
   if (rows.length === 0) return ''
-  const headers = ['engine', 'records', 'load ops/s', 'RSS after load MiB', 'serving RSS MiB', 'serving anon MiB', 'peak RSS MiB', 'disk MiB', 'disk ÷ data', 'probe GET/s', 'reads/GET']
+  const headers = ['engine', 'records', 'load ops/s', 'RSS after load MiB', 'serving RSS MiB', 'serving anon MiB', 'charged MiB', 'peak RSS MiB', 'logical MiB', 'disk MiB', 'disk ÷ data', 'probe GET/s', 'reads/GET']
   return `### Memory and disk, ${valueSize}-byte values\n\n${table(headers, rows)}\n\n![memory, ${valueSize}-byte values](memory-${valueSize}B.svg)\n`
 }
 
@@ -269,7 +272,9 @@ const columnNotes = `## What the columns mean
 - **reads/GET**: device reads ÷ GETs in the phase. CubbyDB counts its own (\`stats().device.reads\`); for the others "≈" marks an estimate, block-layer bytes read (\`read_bytes\` of /proc/self/io) ÷ 4096 ÷ GETs, which readahead and larger reads blur. In mixed workloads, reads done by writes and background work count too.
 - **KiB read/GET**: block-layer bytes read per GET from /proc/self/io, the same measure for every engine.
 - **bad reads**: GETs of existing keys that found nothing or another key's value; anything but 0 is a bug.
-- **RSS after load / serving RSS / serving anon / peak RSS**: VmRSS after loading and flushing; VmRSS, RssAnon after a short uniform read phase (the probe); VmHWM. RSS includes mapped file pages (LMDB's data); anon does not.
+- **RSS after load / serving RSS / serving anon / peak RSS**: VmRSS after loading and flushing; VmRSS, RssAnon after a short uniform read phase (the probe); VmHWM. RSS includes mapped file pages (LMDB's and LevelDB's data, and Node's own code, shared with other processes); anon does not.
+- **charged MiB**: what the kernel charges the engine's memory cgroup after the probe: its anonymous memory plus the page cache it brought in, mapped or not (bounded by the limit).
+- **logical MiB**: the size of the engine's files (st_size), or the logical bytes CubbyDB reports; a sparse image file is larger logically than on disk.
 - **disk MiB**: allocated bytes (st_blocks × 512, du-style) of the engine's files, or CubbyDB's physical bytes on a device; **disk ÷ data** divides it by records × (key + value size).
 - **memory per extra key**: slope of serving memory against record count across the stages.
 `
@@ -369,6 +374,7 @@ export function renderSideBySide(results: BenchmarkResults, valueSize: number): 
     metric('RSS after load, MiB', (run) => formatMiB(stageOf(run)?.afterLoad.memory.residentBytes)),
     metric('serving RSS, MiB', (run) => formatMiB(stageOf(run)?.serving?.memory.residentBytes)),
     metric('serving anon, MiB', (run) => formatMiB(stageOf(run)?.serving?.memory.residentAnonymousBytes)),
+    metric('charged to its cgroup, MiB', (run) => formatMiB(stageOf(run)?.servingChargedBytes)),
     metric('peak RSS, MiB', (run) => formatMiB(stageOf(run)?.serving?.memory.residentPeakBytes)),
     metric('disk, MiB', (run) => formatMiB(stageOf(run)?.afterLoad.disk?.allocatedBytes ?? stageOf(run)?.afterLoad.counters.physicalBytes)),
   ]

@@ -26,6 +26,13 @@ export interface StageResult {
   probe: PhaseResult | null
   /** Memory after the probe: the serving RSS at this record count. */
   serving: Snapshot | null
+  /**
+   * What the memory cgroup charged the engine after the probe (its anonymous
+   * memory and the page cache it brought in), or null without a cgroup. Unlike
+   * RSS it leaves out shared file pages charged to others, such as Node's own
+   * code, and counts page cache the engine reads through but does not map.
+   */
+  servingChargedBytes: number | null
 }
 
 export type RunStatus = 'completed' | 'incomplete' | 'skipped' | 'failed'
