@@ -1,0 +1,229 @@
+/**
+ * Cleaner: gives back the space of overwritten and trimmed blocks by copying
+ * the live records of mostly-dead segments to the log head (segment cleaning
+ * as in Sprite LFS; victims by cost-benefit, SegmentTable.chooseVictims).
+ *
+ * One round: choose up to `victimsPerRound` victims; for each, read the whole
+ * segment (one volume read into one segment-sized buffer), walk its chunks
+ * of the current incarnation, and for every record the map still points at,
+ * append a copy (same payload, new header and CRC) and repoint the map. The
+ * check and the copy happen under the device's append lock, so a newer
+ * write of the same block always wins. Then a checkpoint commits, after
+ * which the emptied victims are discarded and become free.
+ *
+ * Bounds: one segment buffer; at most `victimsPerRound` segments read per
+ * round; it never blocks reads (they keep using the old location until the
+ * map moves, and retry if a location is reused under them).
+ *
+ * When it runs: the device asks after writes (`wanted()`), and writers wait
+ * for it (`makeProgress()`) when physical use passes the hard bound or free
+ * segments run out. A victim with an unreadable chunk is skipped and
+ * remembered, never dropped: its blocks stay where they are.
+ *
+ * Who calls this: CompressedBlockDevice only.
+ */
+
+import { crc32c } from '../../util/crc32c'
+import { BLOCK_SIZE, type Volume } from '../types'
+import { BlockMap } from './block-map'
+import {
+  RECORD_HEADER_BYTES,
+  RecordKind,
+  chunkRecordStart,
+  decodeChunkHeader,
+  makeEntry,
+  readRecord,
+  recordFootprint,
+  sealRecord,
+  type Geometry,
+  type RecordKindValue,
+} from './format'
+import { CHUNK_ALIGNMENT_BYTES, type Health, type LogWriter } from './log'
+import type { Mapper } from './mapper'
+import { SegmentState, type SegmentTable } from './segments'
+
+export interface CleanerHost {
+  readonly geometry: Geometry
+  readonly volume: Volume
+  readonly health: Health
+  readonly map: BlockMap
+  readonly mapper: Mapper
+  readonly segments: SegmentTable
+  readonly log: LogWriter
+  /** Runs `body` holding the device's append lock. */
+  withAppendLock<T>(body: () => Promise<T>): Promise<T>
+  /** Cuts a checkpoint (after any in flight) and waits for it to commit. */
+  checkpointNow(): Promise<void>
+  readonly closing: boolean
+}
+
+export interface CleanerPolicy {
+  /** Clean when data-area bytes in use exceed liveBytes * startRatio + reserve. */
+  startRatio: number
+  /** ... and stop below liveBytes * stopRatio + reserve. */
+  stopRatio: number
+  /** Segments kept free for the cleaner: writers see CUBBY_FULL rather than use them. */
+  reserveSegments: number
+  victimsPerRound: number
+  /** Victims fuller than this are not worth copying. */
+  maxVictimUtilization: number
+}
+
+export class Cleaner {
+  /** Record bytes the cleaner appended (copies of live records). */
+  bytesMoved = 0
+  segmentsCleaned = 0
+  rounds = 0
+  /** Victims left alone because a chunk in them did not verify. */
+  readonly unreadable = new Set<number>()
+  private running: Promise<boolean> | undefined
+  private buffer: Buffer | undefined
+
+  constructor(
+    private readonly host: CleanerHost,
+    readonly policy: CleanerPolicy,
+  ) {}
+
+  memoryBytes(): number {
+    return this.buffer?.length ?? 0
+  }
+
+  get reserveBytes(): number {
+    return (this.policy.reserveSegments + 2) * this.host.geometry.segmentBytes
+  }
+
+  /** Data-area bytes in use: sealed segments whole, the head as far as written. */
+  usedBytes(): number {
+    return this.host.segments.sealedCount * this.host.geometry.segmentBytes + this.host.log.headFill
+  }
+
+  /** Whether physical use is above the point where cleaning should start. */
+  wanted(): boolean {
+    const { segments } = this.host
+    if (segments.freeCount <= this.policy.reserveSegments) return segments.sealedCount > 0
+    return this.usedBytes() > segments.liveTotal * this.policy.startRatio + this.reserveBytes
+  }
+
+  /** Starts a background round if one is wanted and none runs. */
+  kick(): void {
+    if (this.running === undefined && !this.host.closing && this.host.health.failure === undefined && this.wanted()) {
+      void this.run().catch(() => undefined)
+    }
+  }
+
+  /** Runs a round now (or joins the running one). Resolves true if it freed or will free space. */
+  makeProgress(): Promise<boolean> {
+    return this.run()
+  }
+
+  async idle(): Promise<void> {
+    while (this.running !== undefined) await this.running.catch(() => undefined)
+  }
+
+  private run(): Promise<boolean> {
+    if (this.running !== undefined) return this.running
+    const round = this.round().finally(() => {
+      this.running = undefined
+      this.buffer = undefined
+    })
+    this.running = round
+    return round
+  }
+
+  private async round(): Promise<boolean> {
+    const { segments, geometry } = this.host
+    this.rounds++
+    const freeBefore = segments.freeCount
+    const deadBefore = segments.deadSegments().length
+    const victims = segments
+      .chooseVictims(this.policy.victimsPerRound + this.unreadable.size, this.policy.maxVictimUtilization)
+      .filter((segment) => !this.unreadable.has(segment))
+      .slice(0, this.policy.victimsPerRound)
+    let moved = false
+    for (const victim of victims) {
+      if (this.host.closing || this.host.health.failure !== undefined) break
+      // Copying needs room: never start a victim whose live bytes the free segments cannot take.
+      const room = (segments.freeCount - 1) * geometry.segmentBytes + (geometry.segmentBytes - this.host.log.headFill)
+      if (room < (segments.liveBytes[victim]! * 5) / 4 + 2 * CHUNK_ALIGNMENT_BYTES) break
+      await this.clean(victim)
+      moved = true
+    }
+    if (moved || deadBefore > 0) await this.host.checkpointNow()
+    return segments.freeCount > freeBefore || (moved && segments.deadSegments().length > 0)
+  }
+
+  /** Copies the live records of `victim` to the log head. */
+  private async clean(victim: number): Promise<void> {
+    const { geometry, volume, segments } = this.host
+    segments.setState(victim, SegmentState.CLEANING)
+    try {
+      this.buffer ??= volume.allocate(geometry.segmentBytes)
+      const buffer = this.buffer
+      await volume.read([{ offset: geometry.dataOffset + victim * geometry.segmentBytes, length: geometry.segmentBytes, buffer, bufferOffset: 0 }])
+      const incarnation = segments.incarnations[victim]!
+      const seed = segments.seeds[victim]!
+      const recordStart = chunkRecordStart(geometry.granuleBytes)
+      for (let at = 0; at + CHUNK_ALIGNMENT_BYTES <= geometry.segmentBytes; ) {
+        const header = decodeChunkHeader(geometry, buffer, at)
+        if (header === undefined || header.segment !== victim || header.offset !== at || header.incarnation !== incarnation) {
+          at += CHUNK_ALIGNMENT_BYTES
+          continue
+        }
+        const start = at + recordStart
+        const end = start + header.recordBytes
+        if (crc32c(buffer, start, end) !== header.dataCrc) {
+          this.unreadable.add(victim)
+          return
+        }
+        await this.moveChunk(victim, buffer, start, end, seed)
+        at += header.chunkBytes
+      }
+      if (segments.liveBytes[victim] === 0) this.segmentsCleaned++
+      else this.unreadable.add(victim)
+    } finally {
+      if (segments.states[victim] === SegmentState.CLEANING) segments.setState(victim, SegmentState.USED)
+    }
+  }
+
+  private async moveChunk(victim: number, buffer: Buffer, start: number, end: number, seed: number): Promise<void> {
+    const { geometry, map } = this.host
+    const candidates: Array<{ at: number; lba: number; kind: number; storedBytes: number }> = []
+    for (let at = start; at < end; ) {
+      const record = readRecord(buffer, at, end, seed)
+      if (record === undefined) break
+      if (record.kind !== RecordKind.TRIM) candidates.push({ at, ...record })
+      at += recordFootprint(record.storedBytes, geometry.granuleBytes)
+    }
+    if (candidates.length === 0) return
+    const pages = candidates.map((candidate) => BlockMap.pageOf(candidate.lba))
+    await map.loadAndPin(pages)
+    try {
+      await this.host.withAppendLock(async () => {
+        for (const candidate of candidates) {
+          const address = victim * geometry.segmentBytes + candidate.at
+          const recordBytes = RECORD_HEADER_BYTES + candidate.storedBytes
+          if (map.lookup(candidate.lba) !== makeEntry(address, recordBytes, geometry.granuleBytes)) continue
+          await this.copy(buffer, candidate.at, candidate.lba, candidate.kind, candidate.storedBytes)
+        }
+      })
+    } finally {
+      map.unpinAll(pages)
+    }
+  }
+
+  /** Appends a copy of the record at buffer[at] and points the map at it. Append lock held. */
+  private async copy(buffer: Buffer, at: number, lba: number, kind: number, storedBytes: number): Promise<void> {
+    const { geometry, log, segments, mapper } = this.host
+    const footprint = recordFootprint(storedBytes, geometry.granuleBytes)
+    let placement = log.tryPlace(footprint)
+    if (placement === undefined) {
+      await log.makeRoom(footprint)
+      placement = log.tryPlace(footprint)!
+    }
+    buffer.copy(placement.buffer, placement.at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + storedBytes)
+    placement.buffer.fill(0, placement.at + RECORD_HEADER_BYTES + storedBytes, placement.at + footprint)
+    sealRecord(placement.buffer, placement.at, lba, kind as RecordKindValue, storedBytes, BLOCK_SIZE, segments.seeds[placement.segment]!)
+    mapper.assign(lba, makeEntry(placement.address, RECORD_HEADER_BYTES + storedBytes, geometry.granuleBytes))
+    this.bytesMoved += footprint
+  }
+}
