@@ -36,7 +36,6 @@ interface CachedPage {
   dirty: boolean
   /** Written by a checkpoint that has not committed yet. */
   inCheckpoint: boolean
-  pins: number
   referenced: boolean
 }
 
@@ -56,6 +55,8 @@ export class BlockMap {
   private readonly directory: Int32Array
   private readonly slots: CachedPage[] = []
   private readonly loading = new Map<number, Promise<void>>()
+  /** Pages some caller is between loading and using: never evicted. Pinned before they load, so a load cannot be undone. */
+  private readonly pins = new Map<number, number>()
   private hand = 0
   private dirtyPages = 0
   private readonly loadBuffer: Buffer
@@ -129,12 +130,16 @@ export class BlockMap {
     return previous
   }
 
-  /** Loads (if needed) and pins every page in `pages`; unpin() each afterwards. One volume batch for all misses. */
+  /**
+   * Pins every page in `pages` and loads those not cached (one volume batch
+   * for the misses); call unpinAll(pages) afterwards, also on failure paths.
+   * On a load error the pins are released and the error is thrown.
+   */
   async loadAndPin(pages: readonly number[]): Promise<void> {
     const unique = [...new Set(pages)]
-    for (const page of unique) this.pinIfCached(page)
-    let missing = unique.filter((page) => !this.isCached(page))
+    for (const page of unique) this.pins.set(page, (this.pins.get(page) ?? 0) + 1)
     try {
+      let missing = unique.filter((page) => !this.isCached(page))
       while (missing.length > 0) {
         const waits: Promise<void>[] = []
         const toRead: number[] = []
@@ -145,30 +150,27 @@ export class BlockMap {
         }
         if (toRead.length > 0) waits.push(this.loadPages(toRead))
         await Promise.all(waits)
-        for (const page of missing) this.pinIfCached(page)
         missing = missing.filter((page) => !this.isCached(page))
       }
     } catch (error) {
-      for (const page of unique) if (this.isCached(page)) this.unpin(page)
+      this.unpinAll(unique)
       throw error
     }
   }
 
   unpin(page: number): void {
-    const slot = this.directory[page]!
-    assert(slot >= 0)
-    const cached = this.slots[slot]!
-    assert(cached.pins > 0, `map page ${page} unpinned more often than pinned`)
-    cached.pins--
+    const count = this.pins.get(page)
+    assert(count !== undefined && count > 0, `map page ${page} unpinned more often than pinned`)
+    if (count === 1) this.pins.delete(page)
+    else this.pins.set(page, count - 1)
   }
 
   unpinAll(pages: readonly number[]): void {
     for (const page of new Set(pages)) this.unpin(page)
   }
 
-  private pinIfCached(page: number): void {
-    const slot = this.directory[page]!
-    if (slot >= 0) this.slots[slot]!.pins++
+  private evictable(cached: CachedPage): boolean {
+    return !cached.dirty && !cached.inCheckpoint && !this.pins.has(cached.page)
   }
 
   /**
@@ -216,13 +218,12 @@ export class BlockMap {
     const slot = this.freeSlot()
     const cached = this.slots[slot]
     if (cached === undefined) {
-      this.slots[slot] = { page, entries: Uint32Array.from(this.scratch), dirty: false, inCheckpoint: false, pins: 0, referenced: true }
+      this.slots[slot] = { page, entries: Uint32Array.from(this.scratch), dirty: false, inCheckpoint: false, referenced: true }
     } else {
       cached.page = page
       cached.entries.set(this.scratch)
       cached.dirty = false
       cached.inCheckpoint = false
-      cached.pins = 0
       cached.referenced = true
     }
     this.directory[page] = slot
@@ -235,7 +236,7 @@ export class BlockMap {
       const slot = this.hand
       this.hand = (this.hand + 1) % this.slots.length
       const cached = this.slots[slot]!
-      if (cached.dirty || cached.inCheckpoint || cached.pins > 0) continue
+      if (!this.evictable(cached)) continue
       if (cached.referenced) {
         cached.referenced = false
         continue
@@ -250,8 +251,8 @@ export class BlockMap {
   shrinkToBudget(): void {
     while (this.slots.length > this.budgetPages) {
       const last = this.slots[this.slots.length - 1]!
-      if (last.dirty || last.inCheckpoint || last.pins > 0) {
-        const victim = this.slots.findIndex((cached) => !cached.dirty && !cached.inCheckpoint && cached.pins === 0)
+      if (!this.evictable(last)) {
+        const victim = this.slots.findIndex((cached) => this.evictable(cached))
         if (victim < 0) return
         this.directory[this.slots[victim]!.page] = -1
         this.slots[victim] = last

@@ -76,7 +76,7 @@ export class Cleaner {
   rounds = 0
   /** Victims left alone because a chunk in them did not verify. */
   readonly unreadable = new Set<number>()
-  private running: Promise<boolean> | undefined
+  private running: Promise<void> | undefined
   private buffer: Buffer | undefined
 
   constructor(
@@ -111,16 +111,16 @@ export class Cleaner {
     }
   }
 
-  /** Runs a round now (or joins the running one). Resolves true if it freed or will free space. */
-  makeProgress(): Promise<boolean> {
-    return this.run()
+  /** Runs a round now (or joins the running one). */
+  async makeProgress(): Promise<void> {
+    await this.run()
   }
 
   async idle(): Promise<void> {
     while (this.running !== undefined) await this.running.catch(() => undefined)
   }
 
-  private run(): Promise<boolean> {
+  private run(): Promise<void> {
     if (this.running !== undefined) return this.running
     const round = this.round().finally(() => {
       this.running = undefined
@@ -130,10 +130,9 @@ export class Cleaner {
     return round
   }
 
-  private async round(): Promise<boolean> {
+  private async round(): Promise<void> {
     const { segments, geometry } = this.host
     this.rounds++
-    const freeBefore = segments.freeCount
     const deadBefore = segments.deadSegments().length
     const victims = segments
       .chooseVictims(this.policy.victimsPerRound + this.unreadable.size, this.policy.maxVictimUtilization)
@@ -149,7 +148,6 @@ export class Cleaner {
       moved = true
     }
     if (moved || deadBefore > 0) await this.host.checkpointNow()
-    return segments.freeCount > freeBefore || (moved && segments.deadSegments().length > 0)
   }
 
   /** Copies the live records of `victim` to the log head. */

@@ -137,6 +137,8 @@ const READ_BUFFERS_KEPT = 4
 /** Cleaning thresholds: start above 1.2x live bytes + reserve, writers wait above 1.3x. */
 const CLEAN_START_RATIO = 1.2
 const CLEAN_HARD_RATIO = 1.3
+/** Cleaning rounds one write step waits for at most before it goes on (or fails with CUBBY_FULL). */
+const ADMIT_CLEANING_ROUNDS = 4
 
 interface ReadSlot {
   index: number
@@ -579,16 +581,21 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
    */
   private async admit(bytes: number): Promise<void> {
     const { geometry, segments } = this
-    for (;;) {
+    for (let round = 1; ; round++) {
       this.health.check()
       const headRoom = geometry.segmentBytes - this.log.headFill
       const room = (segments.freeCount - this.options.reserveSegments) * geometry.segmentBytes + headRoom
-      const needed = bytes === 0 ? 0 : bytes + 2 * CHUNK_ALIGNMENT_BYTES
-      const roomy = bytes === 0 ? segments.freeCount > 0 || headRoom > CHUNK_ALIGNMENT_BYTES : room >= needed
+      const roomy = bytes === 0 ? segments.freeCount > 0 || headRoom > CHUNK_ALIGNMENT_BYTES : room >= bytes + 2 * CHUNK_ALIGNMENT_BYTES
       const bounded = !this.options.cleaning || bytes === 0 || this.cleaner.usedBytes() <= segments.liveTotal * CLEAN_HARD_RATIO + this.cleaner.reserveBytes
       if (roomy && bounded) return
-      const progressed = this.options.cleaning ? await this.cleaner.makeProgress() : false
-      if (!progressed) {
+      let progressed = false
+      if (this.options.cleaning) {
+        const usedBefore = this.cleaner.usedBytes()
+        const freeBefore = segments.freeCount
+        await this.cleaner.makeProgress()
+        progressed = this.cleaner.usedBytes() < usedBefore || segments.freeCount > freeBefore
+      }
+      if (!progressed || round === ADMIT_CLEANING_ROUNDS) {
         if (roomy) return
         throw new CubbyError(
           ErrorCode.FULL,
