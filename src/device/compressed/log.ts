@@ -103,6 +103,8 @@ export class LogWriter {
   private readonly freeBuffers: Buffer[] = []
   private buffersMade = 0
   private writing: Promise<void> | undefined
+  /** True from kick() until the write loop has seen an empty queue (set and cleared synchronously, unlike `writing`). */
+  private writerActive = false
   private waiters: Array<() => void> = []
   private readonly recordStart: number
   readonly syncer: Syncer
@@ -277,7 +279,7 @@ export class LogWriter {
 
   /** Resolves when no write is in flight (close, tests). */
   async idle(): Promise<void> {
-    while (this.writing !== undefined) await this.writing
+    while (this.writerActive) await this.writing
   }
 
   private async takeBuffer(): Promise<Buffer> {
@@ -294,7 +296,9 @@ export class LogWriter {
   }
 
   private kick(): void {
-    if (this.writing === undefined) this.writing = this.writeLoop().finally(() => (this.writing = undefined))
+    if (this.writerActive) return
+    this.writerActive = true
+    this.writing = this.writeLoop()
   }
 
   private async writeLoop(): Promise<void> {
@@ -322,6 +326,7 @@ export class LogWriter {
       }
       this.wake()
     }
+    this.writerActive = false
     this.wake()
   }
 
