@@ -10,7 +10,10 @@
  *  - the write (asynchronous): map pages to their non-current copies, wait
  *    for the log up to the cut, sync; the checkpoint to slot
  *    `generation mod 2`, sync. Then commit: the new copies become current,
- *    and the dead segments are discarded and become free.
+ *    and the segments found empty at the *previous* cut are discarded and
+ *    become free. (Those found empty at this cut may still be needed by the
+ *    previous checkpoint, the fallback should this one be damaged; they wait
+ *    for the next commit.)
  *
  * Invariants: at most one checkpoint in flight; nothing a committed
  * checkpoint needs is overwritten before the next one commits; a failure
@@ -43,6 +46,8 @@ export class Checkpointer {
   checkpoints = 0
   segmentsFreed = 0
   private inFlight: Promise<void> | undefined
+  /** Segments marked DEAD at the last committed cut: released at the next commit. */
+  waiting: number[] = []
   private readonly slotBuffer: Buffer
   private stagingBytes = 0
 
@@ -79,7 +84,7 @@ export class Checkpointer {
     const generation = this.generation + 1
     const { staged, buffer } = this.map.cut(generation, (bytes) => this.volume.allocate(bytes))
     this.stagingBytes = buffer?.length ?? 0
-    const dead = this.segments.deadSegments()
+    const dead = this.segments.markDead()
     const counters = this.counters()
     const checkpoint: Checkpoint = {
       generation,
@@ -138,11 +143,13 @@ export class Checkpointer {
     this.checkpoints++
     this.map.commit(staged)
     this.map.shrinkToBudget()
-    await this.discardAndRelease(dead)
+    const releasable = this.waiting
+    this.waiting = dead
+    await this.discardAndRelease(releasable)
   }
 
   /** Discards segments that no committed checkpoint needs any more, then hands them to the allocator. */
-  async discardAndRelease(segments: readonly number[]): Promise<void> {
+  private async discardAndRelease(segments: readonly number[]): Promise<void> {
     for (const segment of segments) {
       try {
         await this.volume.discard(this.geometry.dataOffset + segment * this.geometry.segmentBytes, this.geometry.segmentBytes)
@@ -150,7 +157,7 @@ export class Checkpointer {
         this.health.fail(error)
         throw error
       }
-      this.segments.release([segment])
+      this.segments.release(segment)
       this.segmentsFreed++
     }
   }

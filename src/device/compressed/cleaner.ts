@@ -54,6 +54,8 @@ export interface CleanerHost {
   withAppendLock<T>(body: () => Promise<T>): Promise<T>
   /** Cuts a checkpoint (after any in flight) and waits for it to commit. */
   checkpointNow(): Promise<void>
+  /** Segments that the next checkpoint commit will free. */
+  waitingSegments(): number
   readonly closing: boolean
 }
 
@@ -133,7 +135,7 @@ export class Cleaner {
   private async round(): Promise<void> {
     const { segments, geometry } = this.host
     this.rounds++
-    const deadBefore = segments.deadSegments().length
+    const emptyBefore = segments.emptySegments().length + this.host.waitingSegments()
     const victims = segments
       .chooseVictims(this.policy.victimsPerRound + this.unreadable.size, this.policy.maxVictimUtilization)
       .filter((segment) => !this.unreadable.has(segment))
@@ -147,7 +149,7 @@ export class Cleaner {
       await this.clean(victim)
       moved = true
     }
-    if (moved || deadBefore > 0) await this.host.checkpointNow()
+    if (moved || emptyBefore > 0) await this.host.checkpointNow()
   }
 
   /** Copies the live records of `victim` to the log head. */

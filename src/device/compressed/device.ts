@@ -297,13 +297,10 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
     const budgetPages = Math.max(16, Math.floor(settings.mapCacheBytes / MAP_PAGE_BYTES))
     const recovered = await recover(geometry, volume, budgetPages)
     const device = new CompressedBlockDevice(volume, geometry, settings, recovered)
+    device.checkpointer.waiting = recovered.staleSegments
     if (!volume.readOnly) {
       try {
-        for (const segment of recovered.staleSegments) {
-          await volume.discard(geometry.dataOffset + segment * geometry.segmentBytes, geometry.segmentBytes)
-          device.segments.setIncarnation(segment, 0)
-        }
-        if (recovered.chunksReplayed > 0 || recovered.staleSegments.length > 0) await device.checkpointNow()
+        if (recovered.chunksReplayed > 0) await device.checkpointNow()
       } catch (error) {
         await volume.close().catch(() => undefined)
         throw error
@@ -636,6 +633,10 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
       return { done: this.cutCheckpoint() }
     })
     await done
+  }
+
+  waitingSegments(): number {
+    return this.checkpointer.waiting.length
   }
 
   private startBackground(work: Promise<void>): void {

@@ -9,9 +9,14 @@
  * previous one or at offset 0 of its successor segment. The walk ends at the
  * first chunk that is not accepted: that is the torn or unflushed tail,
  * unless a later chunk header of this store proves that the missing chunk
- * was flushed (its "flushed through" reaches it) or that a newer checkpoint
- * was committed: then durable data is damaged and opening fails with
- * CUBBY_CORRUPT instead of silently dropping it.
+ * was flushed (its "flushed through" reaches it): then durable data is
+ * damaged and opening fails with CUBBY_CORRUPT instead of silently
+ * dropping it.
+ *
+ * The newest valid checkpoint is used. If the newest one is damaged, the
+ * older one is a complete fallback: segments emptied at a checkpoint's cut
+ * are reused only after the next checkpoint commits, so everything the
+ * older checkpoint and its log need is still on the volume.
  *
  * Memory: two segment-sized buffers while replaying, freed afterwards; map
  * pages dirtied by replay stay cached until the checkpoint the device
@@ -52,7 +57,11 @@ export interface Recovered {
   position: LogPosition
   chunksReplayed: number
   recordsReplayed: number
-  /** FREE segments that may still hold bytes (to discard when writable). */
+  /**
+   * Segments with nothing live that may still hold bytes: emptied at the
+   * checkpoint's cut (the older checkpoint may need them) or written after
+   * it and abandoned. Marked DEAD: freed at the next commit.
+   */
   staleSegments: number[]
   writerRecordBytes: number
   cleanerRecordBytes: number
@@ -94,6 +103,7 @@ export async function recover(geometry: Geometry, volume: Volume, budgetPages: n
   for (let segment = 0; segment < geometry.segmentCount; segment++) {
     if (segments.states[segment] === SegmentState.FREE && segments.incarnations[segment] !== 0) staleSegments.push(segment)
   }
+  for (const segment of staleSegments) segments.setState(segment, SegmentState.DEAD)
   return {
     checkpoint,
     segments,
@@ -223,12 +233,6 @@ class Replay {
     if (incarnation !== undefined && header.incarnation !== incarnation) return undefined
     if (header.successor === segment) return undefined
     if (crc32c(source, at + this.recordStart, at + this.recordStart + header.recordBytes) !== header.dataCrc) return undefined
-    if (header.generation > this.checkpoint.generation) {
-      throw corrupt(
-        `${this.volume.path}: log chunk ${header.sequence} was written after checkpoint generation ${header.generation} committed, ` +
-          `but the newest readable checkpoint is generation ${this.checkpoint.generation}`,
-      )
-    }
     return header
   }
 
@@ -286,7 +290,7 @@ class Replay {
       for (let at = from; at + CHUNK_HEADER_BYTES <= this.geometry.segmentBytes; at += CHUNK_ALIGNMENT_BYTES) {
         const header = decodeChunkHeader(this.geometry, source, at)
         if (header === undefined || header.sequence < wanted) continue
-        if (header.flushedThrough >= wanted || header.generation > this.checkpoint.generation) {
+        if (header.flushedThrough >= wanted) {
           throw corrupt(
             `${this.volume.path}: log chunk ${wanted} is missing or damaged, but chunk ${header.sequence} (segment ${segment}, byte ${at}) ` +
               `says chunks through ${header.flushedThrough} were flushed`,

@@ -5,9 +5,11 @@
  * States (in memory only; a checkpoint records live bytes and incarnations,
  * docs/format.md 3.3):
  *   FREE       holds nothing anyone needs; may be handed out by allocate().
- *   USED       written, sealed; its live bytes may fall to 0 ("dead"), and it
- *              becomes FREE only when a checkpoint that no longer needs it
- *              commits (release()).
+ *   USED       written, sealed; its live bytes may fall to 0.
+ *   DEAD       was USED with nothing live at a checkpoint cut; becomes FREE
+ *              (release()) when the *next* checkpoint commits, so the
+ *              previous checkpoint, which may still need it, stays a
+ *              complete fallback until then.
  *   HEAD       the segment the log is appending to.
  *   SUCCESSOR  reserved for when the head is full (its index is already in
  *              durable chunk headers, so it cannot go to anyone else).
@@ -30,6 +32,7 @@ export const SegmentState = {
   HEAD: 2,
   SUCCESSOR: 3,
   CLEANING: 4,
+  DEAD: 5,
 } as const
 export type SegmentStateValue = (typeof SegmentState)[keyof typeof SegmentState]
 
@@ -43,7 +46,7 @@ export class SegmentTable {
   private readonly writtenAt: Float64Array
   freeCount = 0
   liveTotal = 0
-  /** Segments in state USED or CLEANING. */
+  /** Segments in state USED, CLEANING or DEAD (they take physical space). */
   sealedCount = 0
   nextIncarnation: number
   /** Advances by one per segment filled: the time unit of cost-benefit cleaning. */
@@ -106,7 +109,7 @@ export class SegmentTable {
     if (before === state) return
     if (before === SegmentState.FREE) this.freeCount--
     if (state === SegmentState.FREE) this.freeCount++
-    const sealed = (value: number) => value === SegmentState.USED || value === SegmentState.CLEANING
+    const sealed = (value: number) => value === SegmentState.USED || value === SegmentState.CLEANING || value === SegmentState.DEAD
     if (sealed(before)) this.sealedCount--
     if (sealed(state)) this.sealedCount++
     this.states[segment] = state
@@ -142,22 +145,27 @@ export class SegmentTable {
     this.liveTotal -= bytes
   }
 
-  /** Sealed segments with nothing live: free once the next checkpoint commits. */
-  deadSegments(): number[] {
-    const dead: number[] = []
+  /** Sealed segments with nothing live (not yet marked DEAD). */
+  emptySegments(): number[] {
+    const empty: number[] = []
     for (let segment = 0; segment < this.segmentCount; segment++) {
-      if (this.states[segment] === SegmentState.USED && this.liveBytes[segment] === 0) dead.push(segment)
+      if (this.states[segment] === SegmentState.USED && this.liveBytes[segment] === 0) empty.push(segment)
     }
-    return dead
+    return empty
   }
 
-  /** After the checkpoint that found `segments` dead committed (and they were discarded): they are FREE. */
-  release(segments: readonly number[]): void {
-    for (const segment of segments) {
-      assert(this.states[segment] === SegmentState.USED && this.liveBytes[segment] === 0, `segment ${segment} released while in use`)
-      this.setState(segment, SegmentState.FREE)
-      this.setIncarnation(segment, 0)
-    }
+  /** At a checkpoint cut: the empty segments become DEAD; returns them. */
+  markDead(): number[] {
+    const empty = this.emptySegments()
+    for (const segment of empty) this.setState(segment, SegmentState.DEAD)
+    return empty
+  }
+
+  /** A DEAD segment no committed checkpoint needs any more, and discarded: it is FREE. */
+  release(segment: number): void {
+    assert(this.states[segment] === SegmentState.DEAD && this.liveBytes[segment] === 0, `segment ${segment} released while in use`)
+    this.setState(segment, SegmentState.FREE)
+    this.setIncarnation(segment, 0)
   }
 
   /**
