@@ -75,7 +75,7 @@ import { SegmentTable } from './segments'
 export interface CompressedDeviceOptions {
   /** Memory for cached map pages, bytes (default 16 MiB: the whole map of 4M blocks, ~16 GiB logical). */
   mapCacheBytes?: number
-  /** Size of one write buffer (a chunk), bytes; a multiple of 4096 (default 256 KiB; three exist). */
+  /** Size of one write buffer (a chunk), bytes; a multiple of 4096, at most a segment (default 256 KiB; three exist). */
   writeBufferBytes?: number
   /** Checkpoint after this many bytes of log (default 64 MiB): bounds the replay at open. */
   checkpointLogBytes?: number
@@ -222,7 +222,6 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
     if (!Number.isSafeInteger(segmentBytes) || segmentBytes < SEGMENT_MIN_BYTES || segmentBytes > SEGMENT_MAX_BYTES || (segmentBytes & (segmentBytes - 1)) !== 0) {
       throw invalidArgument(`segmentBytes must be a power of two from ${SEGMENT_MIN_BYTES} to ${SEGMENT_MAX_BYTES}, not ${segmentBytes}`)
     }
-    if (settings.writeBufferBytes > segmentBytes) throw invalidArgument(`writeBufferBytes ${settings.writeBufferBytes} exceeds the segment size ${segmentBytes}`)
     if (volume.readOnly) throw new CubbyError(ErrorCode.READ_ONLY, `${volume.path} is open read-only`, { path: volume.path })
     const minimumSegments = settings.reserveSegments + 4
     const dataBytes = options.dataBytes ?? Math.ceil(blocks * (RECORD_MAX_BYTES + 16) * 1.35) + minimumSegments * segmentBytes
@@ -701,11 +700,13 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
 
   /**
    * Waits for every operation in flight, writes a final checkpoint (so the
-   * next open replays nothing), and closes the volume. Idempotent. Rejects
-   * if that last checkpoint fails (the volume is closed anyway).
+   * next open replays nothing), and closes the volume. The first call
+   * rejects if that last checkpoint fails (the volume is closed anyway);
+   * later calls resolve once it is closed.
    */
   close(): Promise<void> {
-    this.closePromise ??= this.shutDown()
+    if (this.closePromise !== undefined) return this.closePromise.catch(() => undefined)
+    this.closePromise = this.shutDown()
     return this.closePromise
   }
 
