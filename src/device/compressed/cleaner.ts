@@ -9,7 +9,8 @@
  * append a copy (same payload, new header and CRC) and repoint the map. The
  * check and the copy happen under the device's append lock, so a newer
  * write of the same block always wins. Then a checkpoint commits, after
- * which the emptied victims are discarded and become free.
+ * which the emptied victims are marked dead, and a second one after which
+ * they are discarded and become free.
  *
  * Bounds: one segment buffer; at most `victimsPerRound` segments read per
  * round; it never blocks reads (they keep using the old location until the
@@ -60,10 +61,8 @@ export interface CleanerHost {
 }
 
 export interface CleanerPolicy {
-  /** Clean when data-area bytes in use exceed liveBytes * startRatio + reserve. */
+  /** Clean when data-area bytes in use exceed liveBytes * startRatio + reserveBytes. */
   startRatio: number
-  /** ... and stop below liveBytes * stopRatio + reserve. */
-  stopRatio: number
   /** Segments kept free for the cleaner: writers see CUBBY_FULL rather than use them. */
   reserveSegments: number
   victimsPerRound: number
@@ -90,8 +89,12 @@ export class Cleaner {
     return this.buffer?.length ?? 0
   }
 
+  /**
+   * The fixed reserve of the space bound: the segments kept free for
+   * cleaning, the head and its successor, and one round of victims.
+   */
   get reserveBytes(): number {
-    return (this.policy.reserveSegments + 2) * this.host.geometry.segmentBytes
+    return (this.policy.reserveSegments + 2 + this.policy.victimsPerRound) * this.host.geometry.segmentBytes
   }
 
   /** Data-area bytes in use: sealed segments whole, the head as far as written. */
@@ -109,29 +112,40 @@ export class Cleaner {
   /** Starts a background round if one is wanted and none runs. */
   kick(): void {
     if (this.running === undefined && !this.host.closing && this.host.health.failure === undefined && this.wanted()) {
-      void this.run().catch(() => undefined)
+      this.run().catch(() => undefined)
     }
   }
 
-  /** Runs a round now (or joins the running one). */
+  /** Runs rounds now (or joins the running ones) until cleaning is no longer wanted or stops helping. */
   async makeProgress(): Promise<void> {
-    await this.run()
+    await this.run(true)
   }
 
   async idle(): Promise<void> {
     while (this.running !== undefined) await this.running.catch(() => undefined)
   }
 
-  private run(): Promise<void> {
+  private run(atLeastOnce = false): Promise<void> {
     if (this.running !== undefined) return this.running
-    const round = this.round().finally(() => {
+    const rounds = (async () => {
+      let first = atLeastOnce
+      while ((first || this.wanted()) && !this.host.closing && this.host.health.failure === undefined) {
+        first = false
+        const usedBefore = this.usedBytes()
+        const freeBefore = this.host.segments.freeCount
+        await this.round()
+        // Stop when a round gained nothing: copying would only churn.
+        if (this.usedBytes() >= usedBefore && this.host.segments.freeCount <= freeBefore) break
+      }
+    })().finally(() => {
       this.running = undefined
       this.buffer = undefined
     })
-    this.running = round
-    return round
+    this.running = rounds
+    return rounds
   }
 
+  /** One round: clean up to victimsPerRound segments, then checkpoint twice so they are free. */
   private async round(): Promise<void> {
     const { segments, geometry } = this.host
     this.rounds++
@@ -149,7 +163,11 @@ export class Cleaner {
       await this.clean(victim)
       moved = true
     }
-    if (moved || emptyBefore > 0) await this.host.checkpointNow()
+    if (!moved && emptyBefore === 0) return
+    // The first checkpoint marks the emptied victims dead, the second frees them
+    // (a segment is reused only after the checkpoint after the one that saw it empty).
+    await this.host.checkpointNow()
+    if (this.host.waitingSegments() > 0 && !this.host.closing) await this.host.checkpointNow()
   }
 
   /** Copies the live records of `victim` to the log head. */

@@ -134,9 +134,9 @@ const READ_ATTEMPTS = 3
 /** Read buffers kept between batches. */
 const READ_BUFFER_BYTES = 256 * 1024
 const READ_BUFFERS_KEPT = 4
-/** Cleaning thresholds: start above 1.2x live bytes + reserve, writers wait above 1.3x. */
+/** Cleaning thresholds: start above 1.2x live bytes + reserve; writers wait above 1.28x, which keeps use within the promised 1.3x. */
 const CLEAN_START_RATIO = 1.2
-const CLEAN_HARD_RATIO = 1.3
+const CLEAN_HARD_RATIO = 1.28
 /** Cleaning rounds one write step waits for at most before it goes on (or fails with CUBBY_FULL). */
 const ADMIT_CLEANING_ROUNDS = 4
 
@@ -203,10 +203,9 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
     )
     this.cleaner = new Cleaner(this, {
       startRatio: CLEAN_START_RATIO,
-      stopRatio: CLEAN_START_RATIO,
       reserveSegments: options.reserveSegments,
-      victimsPerRound: 8,
-      maxVictimUtilization: 0.95,
+      victimsPerRound: 4,
+      maxVictimUtilization: 0.9,
     })
     this.cleaner.bytesMoved = recovered.cleanerRecordBytes
   }
@@ -582,7 +581,10 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
       const headRoom = geometry.segmentBytes - this.log.headFill
       const room = (segments.freeCount - this.options.reserveSegments) * geometry.segmentBytes + headRoom
       const roomy = bytes === 0 ? segments.freeCount > 0 || headRoom > CHUNK_ALIGNMENT_BYTES : room >= bytes + 2 * CHUNK_ALIGNMENT_BYTES
-      const bounded = !this.options.cleaning || bytes === 0 || this.cleaner.usedBytes() <= segments.liveTotal * CLEAN_HARD_RATIO + this.cleaner.reserveBytes
+      // What placing `bytes` of records may add: the records, chunk headers and padding, the tail of a full segment.
+      const growth = bytes + bytes / 16 + 8 * CHUNK_ALIGNMENT_BYTES
+      const bounded =
+        !this.options.cleaning || bytes === 0 || this.cleaner.usedBytes() + growth <= segments.liveTotal * CLEAN_HARD_RATIO + this.cleaner.reserveBytes
       if (roomy && bounded) return
       let progressed = false
       if (this.options.cleaning) {
