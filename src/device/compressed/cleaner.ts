@@ -3,7 +3,10 @@
  * the live records of mostly-dead segments to the log head (segment cleaning
  * as in Sprite LFS; victims by cost-benefit, SegmentTable.chooseVictims).
  *
- * One round: choose up to `victimsPerRound` victims; for each, read the whole
+ * One round: choose victims (at least `minimumVictims`, more while the
+ * copies still fit under the promised bound, up to `maximumVictims`, so a
+ * big store pays for two checkpoints per many segments cleaned, not per
+ * few); for each, read the whole
  * segment (one volume read into one segment-sized buffer), walk its chunks
  * of the current incarnation, and for every record the map still points at,
  * append a copy (same payload, new header and CRC) and repoint the map. The
@@ -12,14 +15,16 @@
  * which the emptied victims are marked dead, and a second one after which
  * they are discarded and become free.
  *
- * Bounds: one segment buffer; at most `victimsPerRound` segments read per
+ * Bounds: one segment buffer; at most `maximumVictims` segments read per
  * round; it never blocks reads (they keep using the old location until the
  * map moves, and retry if a location is reused under them).
  *
- * When it runs: the device asks after writes (`wanted()`), and writers wait
- * for it (`makeProgress()`) when physical use passes the hard bound or free
- * segments run out. A victim with an unreadable chunk is skipped and
- * remembered, never dropped: its blocks stay where they are.
+ * When it runs: the device kicks it after writes; it then runs rounds back
+ * to back while data-area use exceeds 1.2x live bytes + reserve (or free
+ * segments are down to the reserve), and stops at the first round that frees
+ * nothing. Writers wait for it (`makeProgress()`) when use passes the hard
+ * bound or free segments run out. A victim with an unreadable chunk is
+ * skipped and remembered, never dropped: its blocks stay where they are.
  *
  * Who calls this: CompressedBlockDevice only.
  */
@@ -28,6 +33,7 @@ import { crc32c } from '../../util/crc32c'
 import { BLOCK_SIZE, type Volume } from '../types'
 import { BlockMap } from './block-map'
 import {
+  CHUNK_ALIGNMENT_BYTES,
   RECORD_HEADER_BYTES,
   RecordKind,
   chunkRecordStart,
@@ -39,7 +45,7 @@ import {
   type Geometry,
   type RecordKindValue,
 } from './format'
-import { CHUNK_ALIGNMENT_BYTES, type Health, type LogWriter } from './log'
+import type { Health, LogWriter } from './log'
 import type { Mapper } from './mapper'
 import { SegmentState, type SegmentTable } from './segments'
 
@@ -65,7 +71,12 @@ export interface CleanerPolicy {
   startRatio: number
   /** Segments kept free for the cleaner: writers see CUBBY_FULL rather than use them. */
   reserveSegments: number
-  victimsPerRound: number
+  /** Victims per round: at least this many (the reserve holds them)... */
+  minimumVictims: number
+  /** ... and at most this many. */
+  maximumVictims: number
+  /** The promised bound on data-area use: liveBytes * boundRatio + reserveBytes. */
+  boundRatio: number
   /** Victims fuller than this are not worth copying. */
   maxVictimUtilization: number
 }
@@ -94,7 +105,7 @@ export class Cleaner {
    * cleaning, the head and its successor, and one round of victims.
    */
   get reserveBytes(): number {
-    return (this.policy.reserveSegments + 2 + this.policy.victimsPerRound) * this.host.geometry.segmentBytes
+    return (this.policy.reserveSegments + 2 + this.policy.minimumVictims) * this.host.geometry.segmentBytes
   }
 
   /** Data-area bytes in use: sealed segments whole, the head as far as written. */
@@ -145,15 +156,24 @@ export class Cleaner {
     return rounds
   }
 
-  /** One round: clean up to victimsPerRound segments, then checkpoint twice so they are free. */
+  /** Victims this round may take: each adds its live copy to use before it frees its segment. */
+  private victimBudget(): number {
+    const { segments, geometry } = this.host
+    const headroom = segments.liveTotal * this.policy.boundRatio + this.reserveBytes - this.usedBytes()
+    const fitting = Math.floor(headroom / geometry.segmentBytes)
+    return Math.max(this.policy.minimumVictims, Math.min(this.policy.maximumVictims, fitting))
+  }
+
+  /** One round: clean a batch of victims, then checkpoint twice so they are free. */
   private async round(): Promise<void> {
     const { segments, geometry } = this.host
     this.rounds++
     const emptyBefore = segments.emptySegments().length + this.host.waitingSegments()
+    const budget = this.victimBudget()
     const victims = segments
-      .chooseVictims(this.policy.victimsPerRound + this.unreadable.size, this.policy.maxVictimUtilization)
+      .chooseVictims(budget + this.unreadable.size, this.policy.maxVictimUtilization)
       .filter((segment) => !this.unreadable.has(segment))
-      .slice(0, this.policy.victimsPerRound)
+      .slice(0, budget)
     let moved = false
     for (const victim of victims) {
       if (this.host.closing || this.host.health.failure !== undefined) break
@@ -233,11 +253,7 @@ export class Cleaner {
   private async copy(buffer: Buffer, at: number, lba: number, kind: number, storedBytes: number): Promise<void> {
     const { geometry, log, segments, mapper } = this.host
     const footprint = recordFootprint(storedBytes, geometry.granuleBytes)
-    let placement = log.tryPlace(footprint)
-    if (placement === undefined) {
-      await log.makeRoom(footprint)
-      placement = log.tryPlace(footprint)!
-    }
+    const placement = await log.place(footprint)
     buffer.copy(placement.buffer, placement.at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + storedBytes)
     placement.buffer.fill(0, placement.at + RECORD_HEADER_BYTES + storedBytes, placement.at + footprint)
     sealRecord(placement.buffer, placement.at, lba, kind as RecordKindValue, storedBytes, BLOCK_SIZE, segments.seeds[placement.segment]!)

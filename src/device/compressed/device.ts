@@ -40,6 +40,7 @@ import { Checkpointer } from './checkpoint'
 import { Cleaner, type CleanerHost } from './cleaner'
 import { compressBlock, decodeLz4Block, isZeroBlock, type CompressedBlock } from './codec'
 import {
+  CHUNK_ALIGNMENT_BYTES,
   ENTRIES_PER_PAGE,
   HEADER_REGION_BYTES,
   MAP_PAGE_BYTES,
@@ -66,7 +67,7 @@ import {
   volumeBytesNeeded,
   type Geometry,
 } from './format'
-import { CHUNK_ALIGNMENT_BYTES, Health, LogWriter } from './log'
+import { Health, LogWriter } from './log'
 import type { Mapper } from './mapper'
 import { recover } from './recovery'
 import { SegmentTable } from './segments'
@@ -137,6 +138,7 @@ const READ_BUFFERS_KEPT = 4
 /** Cleaning thresholds: start above 1.2x live bytes + reserve; writers wait above 1.28x, which keeps use within the promised 1.3x. */
 const CLEAN_START_RATIO = 1.2
 const CLEAN_HARD_RATIO = 1.28
+const CLEAN_BOUND_RATIO = 1.3
 /** Cleaning rounds one write step waits for at most before it goes on (or fails with CUBBY_FULL). */
 const ADMIT_CLEANING_ROUNDS = 4
 
@@ -204,7 +206,9 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
     this.cleaner = new Cleaner(this, {
       startRatio: CLEAN_START_RATIO,
       reserveSegments: options.reserveSegments,
-      victimsPerRound: 4,
+      minimumVictims: 4,
+      maximumVictims: 32,
+      boundRatio: CLEAN_BOUND_RATIO,
       maxVictimUtilization: 0.9,
     })
     this.cleaner.bytesMoved = recovered.cleanerRecordBytes
@@ -332,8 +336,8 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
     if (requests.length === 0) return
     this.enter()
     try {
-      let pending = requests.map((_, index) => index)
-      for (let attempt = 1; pending.length > 0; attempt++) pending = await this.readAttempt(requests, pending, attempt === READ_ATTEMPTS)
+      let retry = await this.readAttempt(requests, undefined, false)
+      for (let attempt = 2; retry !== undefined; attempt++) retry = await this.readAttempt(requests, retry, attempt === READ_ATTEMPTS)
       this.counters.reads += requests.length
       this.counters.bytesRead += requests.length * BLOCK_SIZE
     } finally {
@@ -341,13 +345,18 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
     }
   }
 
-  /** Reads the blocks `indices` of `requests` in one volume batch; returns those whose record moved meanwhile. */
-  private async readAttempt(requests: readonly BlockRequest[], indices: readonly number[], last: boolean): Promise<number[]> {
+  /**
+   * Reads the blocks `indices` of `requests` (all when undefined) in one
+   * volume batch; returns those whose record moved meanwhile, if any.
+   */
+  private async readAttempt(requests: readonly BlockRequest[], indices: readonly number[] | undefined, last: boolean): Promise<number[] | undefined> {
     const { geometry, map } = this
+    const count = indices === undefined ? requests.length : indices.length
     let pinned: number[] | undefined
-    for (const index of indices) {
-      if (!map.isCached(BlockMap.pageOf(requests[index]!.lba))) {
-        pinned = indices.map((each) => BlockMap.pageOf(requests[each]!.lba))
+    for (let position = 0; position < count; position++) {
+      if (!map.isCached(BlockMap.pageOf(requests[indices === undefined ? position : indices[position]!]!.lba))) {
+        pinned = []
+        for (let each = 0; each < count; each++) pinned.push(BlockMap.pageOf(requests[indices === undefined ? each : indices[each]!]!.lba))
         await map.loadAndPin(pinned)
         break
       }
@@ -358,7 +367,8 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
     let current: Buffer | undefined
     let used = 0
     try {
-      for (const index of indices) {
+      for (let position = 0; position < count; position++) {
+        const index = indices === undefined ? position : indices[position]!
         const { lba, buffer, bufferOffset } = requests[index]!
         const entry = map.lookup(lba)
         assert(entry !== NOT_CACHED, 'the map page of a block being read is pinned')
@@ -393,13 +403,13 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
     }
     try {
       if (volumeRequests.length > 0) await this.volume.read(volumeRequests)
-      const retry: number[] = []
+      let retry: number[] | undefined
       for (const slot of slots) {
         const { lba, buffer, bufferOffset } = requests[slot.index]!
         const problem = decodeRecord(slot.buffer, slot.at, slot.end, slot.seed, lba, buffer, bufferOffset)
         if (problem === undefined) continue
         if (!last && map.lookup(lba) !== slot.entry) {
-          retry.push(slot.index)
+          ;(retry ??= []).push(slot.index)
           continue
         }
         const address = entryAddress(slot.entry, geometry.granuleBytes)
@@ -486,11 +496,7 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
   private async placeBlock(lba: number, block: CompressedBlock): Promise<void> {
     const storedBytes = block.payload.length
     const footprint = recordFootprint(storedBytes, this.geometry.granuleBytes)
-    let placement = this.log.tryPlace(footprint)
-    if (placement === undefined) {
-      await this.log.makeRoom(footprint)
-      placement = this.log.tryPlace(footprint)!
-    }
+    const placement = await this.log.place(footprint)
     const { buffer, at } = placement
     block.payload.copy(buffer, at + RECORD_HEADER_BYTES)
     buffer.fill(0, at + RECORD_HEADER_BYTES + storedBytes, at + footprint)
@@ -503,11 +509,7 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
   /** Appends a trim record of [lba, lba + count) and unmaps those blocks (their pages cached). Append lock held. */
   private async placeTrim(lba: number, count: number): Promise<void> {
     const footprint = recordFootprint(0, this.geometry.granuleBytes)
-    let placement = this.log.tryPlace(footprint)
-    if (placement === undefined) {
-      await this.log.makeRoom(footprint)
-      placement = this.log.tryPlace(footprint)!
-    }
+    const placement = await this.log.place(footprint)
     placement.buffer.fill(0, placement.at, placement.at + footprint)
     sealRecord(placement.buffer, placement.at, lba, RecordKind.TRIM, 0, count, this.segments.seeds[placement.segment]!)
     for (let each = lba; each < lba + count; each++) this.mapper.assign(each, 0)

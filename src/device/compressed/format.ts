@@ -53,8 +53,10 @@ export const ENTRIES_PER_PAGE = (MAP_PAGE_BYTES - MAP_PAGE_HEADER_BYTES) / 4
 export const CHUNK_HEADER_BYTES = 128
 /** FIXED. Record header. */
 export const RECORD_HEADER_BYTES = 16
-/** FIXED. Unit of a map entry's span, and the alignment of every chunk. */
+/** FIXED. Unit of a map entry's span. */
 export const SPAN_UNIT_BYTES = 512
+/** FIXED. Chunks start at, and are padded to, multiples of this (a physical sector of current drives). */
+export const CHUNK_ALIGNMENT_BYTES = 4096
 /** FIXED. Bits of a map entry holding the span. */
 export const SPAN_BITS = 4
 /** FIXED. Bits of a map entry holding the address in granules. */
@@ -91,7 +93,7 @@ export const RECORD_MAX_BYTES = RECORD_HEADER_BYTES + BLOCK_SIZE
 assert(ENTRIES_PER_PAGE === 1016, 'a map page holds 1016 entries')
 assert(HEADER_BYTES <= HEADER_REGION_BYTES)
 assert(CHUNK_HEADER_BYTES % GRANULE_MIN_BYTES === 0)
-assert(SPAN_UNIT_BYTES % GRANULE_MAX_BYTES === 0, 'every chunk start is a multiple of every granule')
+assert(CHUNK_ALIGNMENT_BYTES % SPAN_UNIT_BYTES === 0 && SPAN_UNIT_BYTES % GRANULE_MAX_BYTES === 0, 'every chunk start is a multiple of every granule')
 assert(Math.ceil((SPAN_UNIT_BYTES - GRANULE_MIN_BYTES + RECORD_MAX_BYTES) / SPAN_UNIT_BYTES) < 2 ** SPAN_BITS, 'any record span fits the span bits')
 
 // ------------------------------------------------------------ small helpers
@@ -327,7 +329,7 @@ export function encodeCheckpoint(geometry: Geometry, checkpoint: Checkpoint, tar
   assert(checkpoint.liveBytes.length === geometry.segmentCount && checkpoint.pageStates.length === geometry.mapPageCount)
   assert(checkpoint.headSegment < geometry.segmentCount && checkpoint.successorSegment < geometry.segmentCount)
   assert(checkpoint.headSegment !== checkpoint.successorSegment, 'the successor is another segment than the head')
-  assert(checkpoint.headOffset <= geometry.segmentBytes && checkpoint.headOffset % SPAN_UNIT_BYTES === 0)
+  assert(checkpoint.headOffset <= geometry.segmentBytes && checkpoint.headOffset % CHUNK_ALIGNMENT_BYTES === 0)
   target.fill(0, 0, total)
   CHECKPOINT_MAGIC.copy(target, 0)
   target.writeUInt16LE(FORMAT_VERSION, 8)
@@ -393,7 +395,7 @@ export function decodeCheckpoint(geometry: Geometry, source: Buffer): Checkpoint
   if (checkpoint.generation < 1) problems.push('generation 0')
   if (checkpoint.headSegment >= geometry.segmentCount || checkpoint.successorSegment >= geometry.segmentCount) problems.push('head segment')
   if (checkpoint.headSegment === checkpoint.successorSegment) problems.push('successor equals head')
-  if (checkpoint.headOffset > geometry.segmentBytes || checkpoint.headOffset % SPAN_UNIT_BYTES !== 0) problems.push('head offset')
+  if (checkpoint.headOffset > geometry.segmentBytes || checkpoint.headOffset % CHUNK_ALIGNMENT_BYTES !== 0) problems.push('head offset')
   if (checkpoint.mappedBlocks > geometry.blockCount) problems.push('blocks in use')
   for (const state of checkpoint.pageStates) if (state > PageState.COPY_1) problems.push(`page state ${state}`)
   if (problems.length > 0) throw corrupt(`checkpoint generation ${checkpoint.generation}: checksum is valid but the content is not (${problems.join(', ')})`)
@@ -492,7 +494,7 @@ export function chunkRecordStart(granuleBytes: number): number {
 
 /** Writes the header of a sealed chunk and returns its header CRC (the next chunk's chain value). */
 export function encodeChunkHeader(geometry: Geometry, header: ChunkHeader, target: Buffer, at: number): number {
-  assert(header.chunkBytes % SPAN_UNIT_BYTES === 0 && header.offset % SPAN_UNIT_BYTES === 0)
+  assert(header.chunkBytes % CHUNK_ALIGNMENT_BYTES === 0 && header.offset % CHUNK_ALIGNMENT_BYTES === 0)
   assert(header.offset + header.chunkBytes <= geometry.segmentBytes)
   assert(chunkRecordStart(geometry.granuleBytes) + header.recordBytes <= header.chunkBytes)
   assert(header.sequence >= 1 && header.segment < geometry.segmentCount && header.successor < geometry.segmentCount)
@@ -550,9 +552,9 @@ export function decodeChunkHeader(geometry: Geometry, source: Buffer, at: number
     header.sequence >= 1 &&
     header.segment < geometry.segmentCount &&
     header.successor < geometry.segmentCount &&
-    header.chunkBytes >= SPAN_UNIT_BYTES &&
-    header.chunkBytes % SPAN_UNIT_BYTES === 0 &&
-    header.offset % SPAN_UNIT_BYTES === 0 &&
+    header.chunkBytes >= CHUNK_ALIGNMENT_BYTES &&
+    header.chunkBytes % CHUNK_ALIGNMENT_BYTES === 0 &&
+    header.offset % CHUNK_ALIGNMENT_BYTES === 0 &&
     header.offset + header.chunkBytes <= geometry.segmentBytes &&
     chunkRecordStart(geometry.granuleBytes) + header.recordBytes <= header.chunkBytes &&
     header.recordBytes % geometry.granuleBytes === 0

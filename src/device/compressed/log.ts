@@ -28,11 +28,8 @@ import assert from 'node:assert'
 import { CubbyError, ErrorCode } from '../../errors'
 import { crc32c } from '../../util/crc32c'
 import type { Volume } from '../types'
-import { chunkRecordStart, encodeChunkHeader, type Geometry } from './format'
+import { CHUNK_ALIGNMENT_BYTES, chunkRecordStart, encodeChunkHeader, type Geometry } from './format'
 import { SegmentState, type SegmentTable } from './segments'
-
-/** FIXED. Chunks start at, and are padded to, multiples of this (a physical sector on current drives). */
-export const CHUNK_ALIGNMENT_BYTES = 4096
 
 /** Shared by every part of the device: the first write or sync failure, after which it refuses writes. */
 export class Health {
@@ -160,6 +157,16 @@ export class LogWriter {
     const at = this.recordStart + chunk.recordBytes
     chunk.recordBytes += footprint
     return { buffer: chunk.buffer, at, address: chunk.start + at, segment: chunk.segment }
+  }
+
+  /** Places a record of `footprint` bytes, making room first if it does not fit (see makeRoom). */
+  async place(footprint: number): Promise<Placement> {
+    const placement = this.tryPlace(footprint)
+    if (placement !== undefined) return placement
+    await this.makeRoom(footprint)
+    const placed = this.tryPlace(footprint)
+    assert(placed !== undefined, 'a record fits the chunk makeRoom() opened for it')
+    return placed
   }
 
   /**

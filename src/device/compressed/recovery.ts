@@ -31,6 +31,7 @@ import { crc32c } from '../../util/crc32c'
 import type { Volume } from '../types'
 import { BlockMap } from './block-map'
 import {
+  CHUNK_ALIGNMENT_BYTES,
   CHUNK_HEADER_BYTES,
   RecordKind,
   chunkRecordStart,
@@ -45,7 +46,7 @@ import {
   type ChunkHeader,
   type Geometry,
 } from './format'
-import { CHUNK_ALIGNMENT_BYTES, type LogPosition } from './log'
+import type { LogPosition } from './log'
 import { Mapper } from './mapper'
 import { SegmentState, SegmentTable } from './segments'
 
