@@ -150,7 +150,7 @@ async function memoryProbe(name: string): Promise<void> {
 async function memory(): Promise<void> {
   if (!fs.existsSync(imagePath('space-1m.img')) || !fs.existsSync(imagePath('space-3m.img'))) await space()
   const probe = (name: string) => {
-    const samples = [0, 1, 2].map(
+    const samples = [0, 1, 2, 3, 4].map(
       () =>
         JSON.parse(execFileSync(process.execPath, ['--expose-gc', __filename, 'memory-probe', name], { encoding: 'utf8' }).trim()) as {
           rss: number
@@ -161,13 +161,14 @@ async function memory(): Promise<void> {
         },
     )
     samples.sort((left, right) => left.rss - right.rss)
-    return samples[1]!
+    console.log(`memory ${name}: RSS of 5 processes ${samples.map((sample) => mib(sample.rss)).join(', ')}`)
+    return samples[2]!
   }
   const one = probe('space-1m.img')
   const three = probe('space-3m.img')
   const keys = 2_000_000
   console.log(
-    `memory: serving RSS 1M keys ${mib(one.rss)}, 3M keys ${mib(three.rss)}: ${((three.rss - one.rss) / keys).toFixed(3)} B/key (median of 3 processes each, ${PROBE_READS} reads in each); ` +
+    `memory: serving RSS 1M keys ${mib(one.rss)}, 3M keys ${mib(three.rss)}: ${((three.rss - one.rss) / keys).toFixed(3)} B/key (medians of 5 processes each, ${PROBE_READS} reads in each); ` +
       `JS heap + external ${mib(one.heap)} -> ${mib(three.heap)}: ${((three.heap - one.heap) / keys).toFixed(3)} B/key; ` +
       `device memory ${mib(one.device)} -> ${mib(three.device)}: ${((three.device - one.device) / keys).toFixed(3)} B/key, ` +
       `${((three.device - one.device) / (three.blocks - one.blocks)).toFixed(2)} B per block in use; map pages cached ${one.mapPages} -> ${three.mapPages}`,

@@ -214,8 +214,37 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
     this.cleaner.bytesMoved = recovered.cleanerRecordBytes
   }
 
-  /** Lays a new, empty compressed store on `volume` (destroying what it held) and opens it. */
+  /**
+   * Lays a new, empty compressed store on `volume` (destroying what it held)
+   * and opens it. The device owns the volume from this call on: if creating
+   * fails, the volume is closed.
+   */
   static async create(volume: Volume, options: CompressedCreateOptions): Promise<CompressedBlockDevice> {
+    try {
+      await CompressedBlockDevice.format(volume, options)
+      return await CompressedBlockDevice.openVolume(volume, resolveOptions(options))
+    } catch (error) {
+      await volume.close().catch(() => undefined)
+      throw error
+    }
+  }
+
+  /**
+   * Opens the compressed store on `volume`, rolling its log forward. The
+   * device owns the volume from this call on: if opening fails, the volume
+   * is closed.
+   */
+  static async open(volume: Volume, options: CompressedDeviceOptions = {}): Promise<CompressedBlockDevice> {
+    try {
+      return await CompressedBlockDevice.openVolume(volume, resolveOptions(options))
+    } catch (error) {
+      await volume.close().catch(() => undefined)
+      throw error
+    }
+  }
+
+  /** Writes the header and the first checkpoint of a new store. */
+  private static async format(volume: Volume, options: CompressedCreateOptions): Promise<void> {
     const settings = resolveOptions(options)
     const blocks = options.blocks
     if (!Number.isSafeInteger(blocks) || blocks < 1 || blocks > MAX_BLOCK_COUNT) {
@@ -282,12 +311,9 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
     await volume.sync()
     await volume.write([{ offset: 0, length: HEADER_REGION_BYTES, buffer: header, bufferOffset: 0 }])
     await volume.sync()
-    return CompressedBlockDevice.open(volume, settings)
   }
 
-  /** Opens the compressed store on `volume`, rolling its log forward. */
-  static async open(volume: Volume, options: CompressedDeviceOptions = {}): Promise<CompressedBlockDevice> {
-    const settings = resolveOptions(options)
+  private static async openVolume(volume: Volume, settings: Required<CompressedDeviceOptions>): Promise<CompressedBlockDevice> {
     const headerBuffer = volume.allocate(HEADER_REGION_BYTES)
     if (volume.size < HEADER_REGION_BYTES) throw new CubbyError(ErrorCode.NOT_A_STORE, `${volume.path} is too small to hold a store`, { path: volume.path })
     await volume.read([{ offset: 0, length: HEADER_REGION_BYTES, buffer: headerBuffer, bufferOffset: 0 }])
@@ -300,14 +326,7 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
     const recovered = await recover(geometry, volume, budgetPages)
     const device = new CompressedBlockDevice(volume, geometry, settings, recovered)
     device.checkpointer.waiting = recovered.staleSegments
-    if (!volume.readOnly) {
-      try {
-        if (recovered.chunksReplayed > 0) await device.checkpointNow()
-      } catch (error) {
-        await volume.close().catch(() => undefined)
-        throw error
-      }
-    }
+    if (!volume.readOnly && recovered.chunksReplayed > 0) await device.checkpointNow()
     return device
   }
 
