@@ -90,6 +90,8 @@ export class Cleaner {
   readonly unreadable = new Set<number>()
   private running: Promise<void> | undefined
   private buffer: Buffer | undefined
+  /** SegmentTable.removedTotal when a run last freed nothing: no new garbage since means no use kicking again. */
+  private futileAt = -1
 
   constructor(
     private readonly host: CleanerHost,
@@ -120,11 +122,11 @@ export class Cleaner {
     return this.usedBytes() > segments.liveTotal * this.policy.startRatio + this.reserveBytes
   }
 
-  /** Starts a background round if one is wanted and none runs. */
+  /** Starts background rounds if they are wanted, none runs, and there is new garbage since the last futile run. */
   kick(): void {
-    if (this.running === undefined && !this.host.closing && this.host.health.failure === undefined && this.wanted()) {
-      this.run().catch(() => undefined)
-    }
+    if (this.running !== undefined || this.host.closing || this.host.health.failure !== undefined) return
+    if (this.host.segments.removedTotal === this.futileAt || !this.wanted()) return
+    this.run().catch(() => undefined)
   }
 
   /** Runs rounds now (or joins the running ones) until cleaning is no longer wanted or stops helping. */
@@ -146,7 +148,10 @@ export class Cleaner {
         const freeBefore = this.host.segments.freeCount
         await this.round()
         // Stop when a round gained nothing: copying would only churn.
-        if (this.usedBytes() >= usedBefore && this.host.segments.freeCount <= freeBefore) break
+        if (this.usedBytes() >= usedBefore && this.host.segments.freeCount <= freeBefore) {
+          this.futileAt = this.host.segments.removedTotal
+          break
+        }
       }
     })().finally(() => {
       this.running = undefined

@@ -69,7 +69,7 @@ import {
 } from './format'
 import { Health, LogWriter } from './log'
 import type { Mapper } from './mapper'
-import { recover } from './recovery'
+import { recover, type Recovered } from './recovery'
 import { SegmentTable } from './segments'
 
 /** Options of an opened device; none is recorded in the store. */
@@ -102,9 +102,9 @@ export interface CompressedDeviceStats extends DeviceStats {
   liveBytes: number
   /** logicalBytes / liveBytes. */
   compressionRatio: number
-  /** Record bytes written for the device's user since the store was created. */
+  /** Record bytes written for the device's user since the store was created (as of its last checkpoint, plus this session). */
   writerRecordBytes: number
-  /** Record bytes the cleaner copied since the store was created. */
+  /** Record bytes the cleaner copied since the store was created (likewise). */
   cleaningBytesMoved: number
   /** (writer + cleaner record bytes) / writer record bytes. */
   cleaningWriteAmplification: number
@@ -180,7 +180,7 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
     readonly volume: Volume,
     readonly geometry: Geometry,
     options: Required<CompressedDeviceOptions>,
-    recovered: Awaited<ReturnType<typeof recover>>,
+    recovered: Recovered,
   ) {
     this.blockCount = geometry.blockCount
     this.options = options

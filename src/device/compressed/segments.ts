@@ -46,6 +46,8 @@ export class SegmentTable {
   private readonly writtenAt: Float64Array
   freeCount = 0
   liveTotal = 0
+  /** Bytes ever removed from live (only grows): new garbage shows as a change here. */
+  removedTotal = 0
   /** Segments in state USED, CLEANING or DEAD (they take physical space). */
   sealedCount = 0
   nextIncarnation: number
@@ -143,6 +145,7 @@ export class SegmentTable {
     assert(this.liveBytes[segment]! >= bytes, `segment ${segment} would hold fewer than zero live bytes`)
     this.liveBytes[segment]! -= bytes
     this.liveTotal -= bytes
+    this.removedTotal += bytes
   }
 
   /** Sealed segments with nothing live (not yet marked DEAD). */
