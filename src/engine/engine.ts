@@ -80,6 +80,8 @@ export interface EngineStats {
   generation: number
   flushSteps: number
   splits: number
+  /** What the open that produced this handle recovered: journals copied in place, whether an interrupted step was completed, log frames replayed. */
+  recovery: { journalsApplied: number; stepRedone: boolean; framesReplayed: number }
   cache: { hits: number; misses: number }
   memory: {
     total: number
@@ -140,6 +142,7 @@ export class Engine {
   /** Virtual log block where the active buffer's first frame went. */
   private activeWalStart: number
   private readonly flushWaiters: Array<() => void> = []
+  private readonly recovery: { journalsApplied: number; stepRedone: boolean; framesReplayed: number }
   /** The most recent write accepted, and who waits for writes up to some op to settle. */
   private lastOp: CommitOp | undefined
   private settledWaiters: Array<{ op: CommitOp; wake: () => void }> = []
@@ -156,6 +159,7 @@ export class Engine {
       nextLsn: recovered.nextLsn,
     })
     this.activeWalStart = recovered.head
+    this.recovery = { journalsApplied: recovered.journalsApplied, stepRedone: recovered.stepRedone, framesReplayed: recovered.framesReplayed }
     this.maxFrameBlocks = maxFrameBlocksFor(state.superblock.walBlocks)
     this.reader = new Reader(state)
     this.flusher = new Flusher(state, this.wal, () => this.pump())
@@ -637,6 +641,7 @@ export class Engine {
       generation: superblock.generation,
       flushSteps: this.flusher.stepsCommitted,
       splits: this.flusher.splitsDone,
+      recovery: { ...this.recovery },
       cache: { hits: state.cache.hits, misses: state.cache.misses },
       memory: { total: Object.values(memory).reduce((sum, part) => sum + part, 0), ...memory },
       device: {

@@ -73,7 +73,10 @@ export interface Recovered {
   head: number
   lastSequence: number
   nextLsn: number
+  /** Journals copied in place: the last step's (always, when there is one) and the next one's. */
   journalsApplied: number
+  /** Whether the step after the superblock's generation was completed from its journal. */
+  stepRedone: boolean
   framesReplayed: number
 }
 
@@ -96,7 +99,7 @@ export async function recoverStore(
   )
   await loadBitmap(device, current, allocator, overlay)
   const log = await replayLog(device, current, allocator)
-  return { superblock: current, overlay, allocator, ...log, journalsApplied: applied }
+  return { superblock: current, overlay, allocator, ...log, journalsApplied: applied, stepRedone: current !== superblock }
 }
 
 async function readBlocks(device: BlockDevice, lba: number, count: number, overlay: Map<number, Buffer>): Promise<Buffer> {
