@@ -13,7 +13,7 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { open } from '../src/db'
-import { type IssuedWrite, matchingPrefix, writeWorkload } from './helpers/crash'
+import { type IssuedWrite, applyWrites, matchingPrefix, writeWorkload } from './helpers/crash'
 import { seededRandom } from './helpers/store'
 
 const CYCLES = Number(process.env.KILL_CYCLES ?? 24)
@@ -46,11 +46,30 @@ function runWriter(file: string, start: number, delayMs: number): Promise<Cycle>
     })
     child.stderr.on('data', (chunk: Buffer) => (errors += chunk.toString()))
     child.on('error', reject)
-    child.on('exit', (code, signal) => {
+    // 'close', not 'exit': only then has every line the writer printed been read.
+    child.on('close', (code, signal) => {
       if (signal !== 'SIGKILL') reject(new Error(`the writer exited with ${code}: ${errors}`))
       else resolve({ issued: issued + 1, acked: acked + 1 })
     })
   })
+}
+
+/** How the recovered state differs from the acknowledged writes: the first few keys, with the last write that touched each. */
+function describeDifference(writes: readonly IssuedWrite[], acked: number, state: ReadonlyMap<string, Buffer>): string {
+  const expected = applyWrites(writes.slice(0, acked))
+  const keys = new Set([...expected.keys(), ...state.keys()])
+  const differences: string[] = []
+  for (const key of keys) {
+    const want = expected.get(key)
+    const got = state.get(key)
+    if (want === undefined ? got === undefined : got !== undefined && want.equals(got)) continue
+    let last = -1
+    writes.forEach((write, index) => {
+      if (write.operations.some((operation) => operation.key === key)) last = index
+    })
+    differences.push(`${key}: want ${want?.length ?? 'none'} bytes, got ${got?.length ?? 'none'} (last written by write ${last})`)
+  }
+  return `${differences.length} keys differ from the acknowledged state: ${differences.slice(0, 8).join('; ')}`
 }
 
 test.serial(`a writer killed with SIGKILL at random moments never loses an acknowledged write (${CYCLES} cycles)`, async (t) => {
@@ -79,8 +98,12 @@ test.serial(`a writer killed with SIGKILL at random moments never loses an ackno
     const stats = db.stats()
     await db.close()
     const prefix = matchingPrefix(writes, state)
+    if (process.env.KILL_TRACE !== undefined) fs.appendFileSync(process.env.KILL_TRACE, `cycle ${cycle} start ${applied} issued ${issued} acked ${acked} prefix ${prefix} delay ${delayMs}\n`)
     t.true(prefix >= acked, `cycle ${cycle} (killed after ${delayMs} ms, ${acked} acknowledged of ${issued} issued): recovered state is no prefix holding every acknowledged write`)
-    if (prefix < 0) break
+    if (prefix < 0) {
+      t.log(`store kept at ${file} for inspection; ${describeDifference(writes, acked, state)}`)
+      return
+    }
     // Writes past the prefix were lost with the process; the writer issues them again (the workload is deterministic).
     writes.length = prefix
     for (const write of writes) write.status = 'acked'

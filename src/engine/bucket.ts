@@ -68,11 +68,10 @@ export function isInlineValue(keyLength: number, valueLength: number): boolean {
   return ENTRY_HEADER_BYTES + keyLength + valueLength <= INLINE_ENTRY_MAX
 }
 
+const ZERO_BLOCK = Buffer.alloc(BLOCK_SIZE)
+
 function isZeroBlock(block: Buffer, offset: number): boolean {
-  for (let index = offset; index < offset + BLOCK_SIZE; index += 4) {
-    if (block.readUInt32LE(index) !== 0) return false
-  }
-  return true
+  return block.compare(ZERO_BLOCK, 0, BLOCK_SIZE, offset, offset + BLOCK_SIZE) === 0
 }
 
 /**

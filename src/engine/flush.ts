@@ -232,8 +232,7 @@ export class Flusher {
    */
   private applyRecords(chain: Chain, records: readonly WriteRecord[], frozen: WriteBuffer, build: StepBuild): boolean {
     const entries: Array<ChainEntry | undefined> = chain.entries.slice()
-    const index = new Map<string, number>()
-    entries.forEach((entry, position) => index.set(entry!.key.toString('latin1'), position))
+    const index = new ChainIndex(entries, records.length)
     let keysDelta = 0
     let bytesDelta = 0
     let changed = false
@@ -241,12 +240,12 @@ export class Flusher {
     const extentMarks: ExtentPointer[] = []
     for (const record of records) {
       if (record.lsn <= chain.lsn) continue
-      const position = index.get(record.mapKey)
-      const old = position === undefined ? undefined : entries[position]
+      const position = index.find(record)
+      const old = position < 0 ? undefined : entries[position]
       if (record.deleted) {
         if (old === undefined) continue
-        entries[position!] = undefined
-        index.delete(record.mapKey)
+        entries[position] = undefined
+        index.forget(record)
         keysDelta--
         bytesDelta -= chainEntrySize(old.key.length, old.value)
         if (old.extent !== undefined) extentFrees.push(old.extent)
@@ -262,9 +261,9 @@ export class Flusher {
           assert.ok(record.extent === undefined || record.extent.lba !== old.extent.lba, 'an extent replaced by itself')
           extentFrees.push(old.extent)
         }
-        entries[position!] = entry
+        entries[position] = entry
       } else {
-        index.set(record.mapKey, entries.length)
+        index.add(record, entries.length)
         entries.push(entry)
         keysDelta++
       }
@@ -476,5 +475,41 @@ export class Flusher {
   private buffer(): Buffer {
     if (this.stepBuffer === undefined) this.stepBuffer = this.state.device.allocate(this.state.superblock.journalSlotBlocks)
     return this.stepBuffer
+  }
+}
+
+/**
+ * Finds a record's entry in a chain being rewritten: by scanning when there
+ * are few records or entries (the usual case: allocates nothing), by a Map of
+ * latin1 keys when both are many.
+ */
+class ChainIndex {
+  private readonly byKey: Map<string, number> | undefined
+
+  constructor(
+    private readonly entries: ReadonlyArray<ChainEntry | undefined>,
+    records: number,
+  ) {
+    if (entries.length * records > 256) {
+      this.byKey = new Map()
+      entries.forEach((entry, position) => this.byKey!.set(entry!.key.toString('latin1'), position))
+    }
+  }
+
+  find(record: WriteRecord): number {
+    if (this.byKey !== undefined) return this.byKey.get(record.mapKey) ?? -1
+    for (let position = 0; position < this.entries.length; position++) {
+      const entry = this.entries[position]
+      if (entry !== undefined && entry.fingerprint === record.fingerprint && entry.key.equals(record.key)) return position
+    }
+    return -1
+  }
+
+  add(record: WriteRecord, position: number): void {
+    this.byKey?.set(record.mapKey, position)
+  }
+
+  forget(record: WriteRecord): void {
+    this.byKey?.delete(record.mapKey)
   }
 }

@@ -5,11 +5,21 @@
 // operations that includes every acknowledged one (so nothing acknowledged is
 // lost, nothing is applied out of order, no batch is half there).
 import { FaultyVolume, type PowerCutOptions, seededRandom } from '../../src/device'
+import { CubbyError, ErrorCode } from '../../src/errors'
 import type { Volume, VolumeRequest } from '../../src/device/types'
 
-/** Cuts power (FaultyVolume.powerCut) just before its `crashAt`-th write or sync batch. */
+/**
+ * Cuts power (FaultyVolume.powerCut) just before its `crashAt`-th write or
+ * sync batch. The cut waits for the batches already in flight to finish, so
+ * none of them completes after it (a real device never reports success after
+ * losing power; FaultyVolume alone would let an in-flight write land on the
+ * post-cut image, or an in-flight sync succeed after it). Every batch that
+ * starts after the cut fails with CUBBY_IO.
+ */
 export class CrashingVolume extends FaultyVolume {
   private calls = 0
+  private inFlight = 0
+  private idle: Array<() => void> = []
   crashed = false
   cutSummary: { kept: number; dropped: number; torn: number } | undefined
 
@@ -26,26 +36,43 @@ export class CrashingVolume extends FaultyVolume {
     return this.calls
   }
 
+  override async read(requests: readonly VolumeRequest[]): Promise<void> {
+    return this.tracked(false, () => super.read(requests))
+  }
+
   override async write(requests: readonly VolumeRequest[]): Promise<void> {
-    await this.maybeCrash()
-    return super.write(requests)
+    return this.tracked(true, () => super.write(requests))
   }
 
   override async sync(): Promise<void> {
-    await this.maybeCrash()
-    return super.sync()
+    return this.tracked(true, () => super.sync())
   }
 
-  /** Cuts power now if it has not been cut yet. */
+  override async discard(offset: number, length: number): Promise<void> {
+    return this.tracked(false, () => super.discard(offset, length))
+  }
+
+  /** Cuts power now (once the batches in flight have finished), if it has not been cut yet. */
   async crashNow(): Promise<void> {
     if (this.crashed) return
     this.crashed = true
+    while (this.inFlight > 0) await new Promise<void>((resolve) => this.idle.push(resolve))
     this.cutSummary = await this.powerCut(this.cut)
   }
 
-  private async maybeCrash(): Promise<void> {
-    this.calls++
-    if (!this.crashed && this.calls >= this.crashAt) await this.crashNow()
+  private async tracked(counted: boolean, operation: () => Promise<void>): Promise<void> {
+    if (counted) {
+      this.calls++
+      if (!this.crashed && this.calls >= this.crashAt) await this.crashNow()
+    }
+    if (this.crashed) throw new CubbyError(ErrorCode.IO, `${this.path}: power was cut (simulated)`, { errno: 'EIO', syscall: 'power-cut' })
+    this.inFlight++
+    try {
+      await operation()
+    } finally {
+      this.inFlight--
+      if (this.inFlight === 0) for (const resolve of this.idle.splice(0)) resolve()
+    }
   }
 }
 
