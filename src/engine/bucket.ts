@@ -168,10 +168,12 @@ export function readExtentPointer(block: Buffer, at: number): ExtentPointer {
 }
 
 /**
- * Decodes every entry of a verified block, appending copies to `out`.
- * Throws (via the returned reason) when the entries do not parse exactly.
+ * Decodes every entry of a verified block, appending them to `out`: copies,
+ * or with `views`, slices of `block` that stay valid only while it does.
+ * Returns the reason when the entries do not parse exactly.
  */
-export function decodeEntries(block: Buffer, offset: number, out: ChainEntry[]): string | undefined {
+export function decodeEntries(block: Buffer, offset: number, out: ChainEntry[], views = false): string | undefined {
+  const slice = views ? (start: number, end: number): Buffer => block.subarray(start, end) : (start: number, end: number): Buffer => Buffer.from(block.subarray(start, end))
   const count = block.readUInt16LE(offset + BUCKET.entryCount)
   const end = offset + BUCKET.headerBytes + block.readUInt16LE(offset + BUCKET.usedBytes)
   let position = offset + BUCKET.headerBytes
@@ -182,12 +184,12 @@ export function decodeEntries(block: Buffer, offset: number, out: ChainEntry[]):
     const inlineBytes = block.readUInt16LE(position + 3)
     const valueAt = position + ENTRY_HEADER_BYTES + keyLength
     if (keyLength === 0 || valueAt + inlineBytes > end) return `entry ${index} overruns the block's used bytes`
-    const key = Buffer.from(block.subarray(position + ENTRY_HEADER_BYTES, valueAt))
+    const key = slice(position + ENTRY_HEADER_BYTES, valueAt)
     if ((keyField & ENTRY_EXTENT_FLAG) !== 0) {
       if (inlineBytes !== EXTENT_POINTER_BYTES) return `entry ${index} has an extent pointer of ${inlineBytes} bytes`
       out.push({ fingerprint: block[position]!, key, value: undefined, extent: readExtentPointer(block, valueAt) })
     } else {
-      out.push({ fingerprint: block[position]!, key, value: Buffer.from(block.subarray(valueAt, valueAt + inlineBytes)), extent: undefined })
+      out.push({ fingerprint: block[position]!, key, value: slice(valueAt, valueAt + inlineBytes), extent: undefined })
     }
     position = valueAt + inlineBytes
   }

@@ -30,12 +30,24 @@ const MAX_ATTEMPTS = 16
 export class ChainReader {
   private buffer: Buffer | undefined
   private readonly header = newChainHeader()
+  /** Next free block of the read buffer in the current read() call. */
+  private cursor = 0
 
   constructor(
     private readonly state: StoreState,
-    /** Most buckets one call reads: the size of the read buffer in blocks. */
+    /** Most buckets one call reads. */
     readonly maxBuckets: number,
+    /**
+     * Whether entries are views into the read buffer (valid until the next
+     * read(): flush steps) rather than copies (iteration hands them out).
+     */
+    private readonly views: boolean,
   ) {}
+
+  /** Blocks of the read buffer: room for every primary block and as many overflow blocks. */
+  private get capacity(): number {
+    return 2 * this.maxBuckets
+  }
 
   get memoryBytes(): number {
     return this.buffer?.length ?? 0
@@ -46,6 +58,7 @@ export class ChainReader {
     const chains: Chain[] = buckets.map((bucket) => ({ bucket, lbas: [this.state.bucketLba(bucket)], lsn: 0, entries: [] }))
     let attempts = 0
     let open = chains.slice()
+    this.cursor = 0
     while (open.length > 0) {
       const epoch = this.state.writeEpoch
       const retry: Chain[] = []
@@ -67,20 +80,28 @@ export class ChainReader {
   /** Reads the last listed block of each chain in `open`; sorts chains into retry / next / done. */
   private async readRound(open: Chain[], epoch: number, retry: Chain[], next: Chain[]): Promise<void> {
     const requests: BlockRequest[] = []
-    const sources: Array<{ buffer: Buffer; offset: number; fromDevice: boolean }> = []
+    const sources: Array<{ buffer: Buffer; offset: number }> = []
     const buffer = this.readBuffer()
+    // Entries may stay views of this round's blocks only if no later round reuses them.
+    const views = this.views && this.cursor + open.length <= this.capacity
+    const first = views ? this.cursor : 0
     for (const chain of open) {
       const lba = chain.lbas[chain.lbas.length - 1]!
       const overlay = this.state.overlay.get(lba)
       const cached = overlay === undefined ? this.state.cache.get(lba) : undefined
-      if (overlay !== undefined) sources.push({ buffer: overlay.buffer, offset: overlay.offset, fromDevice: false })
-      else if (cached !== undefined) sources.push({ buffer: cached, offset: 0, fromDevice: false })
-      else {
-        const offset = requests.length * BLOCK_SIZE
+      if (overlay !== undefined || cached !== undefined) {
+        // Overlay and cache blocks change under us: read a copy into the buffer.
+        const offset = (first + sources.length) * BLOCK_SIZE
+        if (overlay !== undefined) overlay.buffer.copy(buffer, offset, overlay.offset, overlay.offset + BLOCK_SIZE)
+        else cached!.copy(buffer, offset, 0, BLOCK_SIZE)
+        sources.push({ buffer, offset })
+      } else {
+        const offset = (first + sources.length) * BLOCK_SIZE
         requests.push({ lba, buffer, bufferOffset: offset })
-        sources.push({ buffer, offset, fromDevice: true })
+        sources.push({ buffer, offset })
       }
     }
+    if (views) this.cursor += open.length
     if (requests.length > 0) await this.state.device.read(requests)
     const raced = epoch !== this.state.writeEpoch
     open.forEach((chain, index) => {
@@ -91,7 +112,7 @@ export class ChainReader {
       let reason = checkChainBlock(block, offset, lba, kind, chain.bucket, this.state.storeTag)
       const header = reason === undefined ? readChainHeader(block, offset, this.header) : undefined
       if (header !== undefined && overflow && header.lsn !== chain.lsn) reason = `has LSN ${header.lsn}, its chain ${chain.lsn}`
-      if (reason === undefined) reason = decodeEntries(block, offset, chain.entries)
+      if (reason === undefined) reason = decodeEntries(block, offset, chain.entries, views)
       if (reason !== undefined) {
         if (raced) retry.push(chain)
         else throw corrupt(`${kind} block ${lba} (bucket ${chain.bucket}) ${reason}`)
@@ -107,7 +128,7 @@ export class ChainReader {
   }
 
   private readBuffer(): Buffer {
-    if (this.buffer === undefined) this.buffer = this.state.device.allocate(this.maxBuckets)
+    if (this.buffer === undefined) this.buffer = this.state.device.allocate(this.capacity)
     return this.buffer
   }
 }

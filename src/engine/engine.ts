@@ -579,7 +579,7 @@ export class Engine {
     try {
       await this.flush()
       await this.flusher.splitIdle()
-      const chains = new ChainReader(state, ITERATOR_BATCH_BUCKETS)
+      const chains = new ChainReader(state, ITERATOR_BATCH_BUCKETS, false)
       const buckets = state.bucketCount()
       for (let first = 0; first < buckets; first += ITERATOR_BATCH_BUCKETS) {
         if (!this.isOpen) throw closedError()

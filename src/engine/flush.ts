@@ -77,7 +77,7 @@ export class Flusher {
     /** Called after every committed step (the committer may admit more writes). */
     private readonly onStep: () => void,
   ) {
-    this.chains = new ChainReader(state, STEP_BUCKETS)
+    this.chains = new ChainReader(state, STEP_BUCKETS, true)
   }
 
   get memoryBytes(): number {
