@@ -194,24 +194,16 @@ function validateWriteOptions(raw: unknown, fallback: boolean): boolean {
   return booleanOption(options, 'sync', fallback)
 }
 
-interface EncodedKey {
-  bytes: Buffer
-  mapKey: string
-}
-
 /** Stage 2 of every keyed call: the key as owned UTF-8 / raw bytes, 1..1024 of them. */
-function encodeKey(key: unknown): EncodedKey {
+function encodeKey(key: unknown): Buffer {
   if (typeof key === 'string') {
     const length = Buffer.byteLength(key, 'utf8')
     if (length === 0 || length > MAX_KEY_BYTES) throw new CubbyError(ErrorCode.INVALID_KEY, `a key must be 1 to ${MAX_KEY_BYTES} bytes, not ${length}`)
-    const bytes = Buffer.from(key, 'utf8')
-    // An ASCII string is its own latin1 spelling: no second string needed.
-    return { bytes, mapKey: length === key.length ? key : bytes.toString('latin1') }
+    return Buffer.from(key, 'utf8')
   }
   if (key instanceof Uint8Array) {
     if (key.length === 0 || key.length > MAX_KEY_BYTES) throw new CubbyError(ErrorCode.INVALID_KEY, `a key must be 1 to ${MAX_KEY_BYTES} bytes, not ${key.length}`)
-    const bytes = Buffer.from(key)
-    return { bytes, mapKey: bytes.toString('latin1') }
+    return Buffer.from(key)
   }
   throw new CubbyError(ErrorCode.INVALID_KEY, `a key must be a string or a Uint8Array, not ${describe(key)}`)
 }
@@ -236,14 +228,8 @@ function encodeBatch(operations: unknown): WriteInput[] {
     if (operation === null || typeof operation !== 'object') throw invalidArgument(`batch operation ${index} must be an object`)
     const { type, key, value } = operation as { type?: unknown; key?: unknown; value?: unknown }
     try {
-      if (type === 'put') {
-        const encoded = encodeKey(key)
-        return { key: encoded.bytes, mapKey: encoded.mapKey, value: encodeValue(value) }
-      }
-      if (type === 'del') {
-        const encoded = encodeKey(key)
-        return { key: encoded.bytes, mapKey: encoded.mapKey, value: undefined }
-      }
+      if (type === 'put') return { key: encodeKey(key), value: encodeValue(value) }
+      if (type === 'del') return { key: encodeKey(key), value: undefined }
     } catch (error) {
       if (error instanceof CubbyError) throw new CubbyError(error.code, `batch operation ${index}: ${error.message}`)
       throw error
@@ -281,8 +267,7 @@ export class CubbyDB implements AsyncDisposable {
   get(key: Key): Promise<Buffer | undefined> {
     try {
       this.checkOpen()
-      const encoded = encodeKey(key)
-      return this.engine.get(encoded.bytes, encoded.mapKey)
+      return this.engine.get(encodeKey(key))
     } catch (error) {
       return Promise.reject(error)
     }
@@ -294,7 +279,7 @@ export class CubbyDB implements AsyncDisposable {
       this.checkOpen()
       if (!Array.isArray(keys)) throw invalidArgument('getMany() takes an array of keys')
       const encoded = keys.map((key) => encodeKey(key))
-      return Promise.all(encoded.map((entry) => this.engine.get(entry.bytes, entry.mapKey)))
+      return Promise.all(encoded.map((bytes) => this.engine.get(bytes)))
     } catch (error) {
       return Promise.reject(error)
     }
@@ -304,8 +289,7 @@ export class CubbyDB implements AsyncDisposable {
   has(key: Key): Promise<boolean> {
     try {
       this.checkOpen()
-      const encoded = encodeKey(key)
-      return this.engine.has(encoded.bytes, encoded.mapKey)
+      return this.engine.has(encodeKey(key))
     } catch (error) {
       return Promise.reject(error)
     }
@@ -315,8 +299,7 @@ export class CubbyDB implements AsyncDisposable {
     try {
       this.checkWritable()
       const sync = validateWriteOptions(options, this.settings.sync)
-      const encoded = encodeKey(key)
-      return this.engine.write([{ key: encoded.bytes, mapKey: encoded.mapKey, value: encodeValue(value) }], sync)
+      return this.engine.write([{ key: encodeKey(key), value: encodeValue(value) }], sync)
     } catch (error) {
       return Promise.reject(error)
     }
@@ -326,8 +309,7 @@ export class CubbyDB implements AsyncDisposable {
     try {
       this.checkWritable()
       const sync = validateWriteOptions(options, this.settings.sync)
-      const encoded = encodeKey(key)
-      return this.engine.write([{ key: encoded.bytes, mapKey: encoded.mapKey, value: undefined }], sync)
+      return this.engine.write([{ key: encodeKey(key), value: undefined }], sync)
     } catch (error) {
       return Promise.reject(error)
     }

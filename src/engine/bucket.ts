@@ -299,7 +299,7 @@ export function assertChainImage(block: Buffer, offset: number, lba: number, kin
   const reason = checkChainBlock(block, offset, lba, kind, bucketNumber, storeTag)
   assert.equal(reason, undefined, `about to write a bad ${kind} block ${lba}: ${reason}`)
   const entries: ChainEntry[] = []
-  const parse = decodeEntries(block, offset, entries)
+  const parse = decodeEntries(block, offset, entries, true)
   assert.equal(parse, undefined, `about to write a bad ${kind} block ${lba}: ${parse}`)
 }
 

@@ -88,12 +88,12 @@ export class ChainReader {
     for (const chain of open) {
       const lba = chain.lbas[chain.lbas.length - 1]!
       const overlay = this.state.overlay.get(lba)
-      const cached = overlay === undefined ? this.state.cache.get(lba) : undefined
-      if (overlay !== undefined || cached !== undefined) {
+      const cached = overlay === undefined ? this.state.cache.lookup(lba) : -1
+      if (overlay !== undefined || cached >= 0) {
         // Overlay and cache blocks change under us: read a copy into the buffer.
         const offset = (first + sources.length) * BLOCK_SIZE
         if (overlay !== undefined) overlay.buffer.copy(buffer, offset, overlay.offset, overlay.offset + BLOCK_SIZE)
-        else cached!.copy(buffer, offset, 0, BLOCK_SIZE)
+        else this.state.cache.slab.copy(buffer, offset, cached * BLOCK_SIZE, (cached + 1) * BLOCK_SIZE)
         sources.push({ buffer, offset })
       } else {
         const offset = (first + sources.length) * BLOCK_SIZE

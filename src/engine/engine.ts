@@ -43,7 +43,7 @@ import type { Plan } from './sizing'
 import { StoreState } from './state'
 import { type Superblock, bucketCount } from './superblock'
 import { WriteAheadLog, frameBlocks, recordBytes } from './wal'
-import { WriteBuffer, bufferedBytes } from './write-buffer'
+import { WriteBuffer, type WriteBufferLimits, bufferedBytes, limitsFor } from './write-buffer'
 
 /** Bytes of writes that may wait in the commit queue before writers wait to enter it. */
 export const MAX_QUEUE_BYTES = 8 * 1024 * 1024
@@ -63,7 +63,6 @@ export interface EngineSettings {
 /** A write as db.ts hands it over: validated, owned copies. */
 export interface WriteInput {
   key: Buffer
-  mapKey: string
   /** The value of a put; undefined for a delete. */
   value: Buffer | undefined
 }
@@ -110,6 +109,7 @@ export interface EngineStats {
 interface CommitOp {
   records: WriteRecord[]
   payloadBytes: number
+  recordCount: number
   bufferBytes: number
   queueBytes: number
   sync: boolean
@@ -139,6 +139,7 @@ export class Engine {
   private readonly extentBudget = new ByteBudget(EXTENT_WRITE_BUDGET_BYTES)
   private readonly hash = newKeyHash()
   private readonly maxFrameBlocks: number
+  private readonly limits: WriteBufferLimits
   /** Virtual log block where the active buffer's first frame went. */
   private activeWalStart: number
   private readonly flushWaiters: Array<() => void> = []
@@ -161,6 +162,8 @@ export class Engine {
     this.activeWalStart = recovered.head
     this.recovery = { journalsApplied: recovered.journalsApplied, stepRedone: recovered.stepRedone, framesReplayed: recovered.framesReplayed }
     this.maxFrameBlocks = maxFrameBlocksFor(state.superblock.walBlocks)
+    this.limits = limitsFor(settings.writeBufferSize)
+    state.active = new WriteBuffer(this.limits)
     this.reader = new Reader(state)
     this.flusher = new Flusher(state, this.wal, () => this.pump())
   }
@@ -240,21 +243,18 @@ export class Engine {
     return this.maxFrameBlocks * BLOCK_SIZE - 48
   }
 
-  private get halfBufferBytes(): number {
-    return this.settings.writeBufferSize / 2
-  }
 
   // -------------------------------------------------------------------------
   // Reads
 
-  get(key: Buffer, mapKey: string): Promise<Buffer | undefined> {
+  get(key: Buffer): Promise<Buffer | undefined> {
     if (this.status !== 'open') return Promise.reject(closedError())
-    return this.reader.lookup(key, mapKey, true) as Promise<Buffer | undefined>
+    return this.reader.lookup(key, true) as Promise<Buffer | undefined>
   }
 
-  has(key: Buffer, mapKey: string): Promise<boolean> {
+  has(key: Buffer): Promise<boolean> {
     if (this.status !== 'open') return Promise.reject(closedError())
-    return this.reader.lookup(key, mapKey, false) as Promise<boolean>
+    return this.reader.lookup(key, false) as Promise<boolean>
   }
 
   // -------------------------------------------------------------------------
@@ -277,7 +277,6 @@ export class Engine {
       const large = input.value !== undefined && !isInlineValue(input.key.length, input.value.length)
       const record: WriteRecord = {
         key: input.key,
-        mapKey: input.mapKey,
         bucketHash: this.hash.bucketHash,
         fingerprint: this.hash.fingerprint,
         value: large ? undefined : input.value,
@@ -295,15 +294,19 @@ export class Engine {
         new CubbyError(ErrorCode.INVALID_ARGUMENT, `a write of ${payloadBytes} log bytes is larger than one log frame (${this.maxWriteBytes} bytes); split the batch`),
       )
     }
-    if (bufferBytes > this.halfBufferBytes) {
+    if (bufferBytes > this.limits.arenaBytes || records.length > this.limits.slots / 2) {
       return Promise.reject(
-        new CubbyError(ErrorCode.INVALID_ARGUMENT, `a write of ${bufferBytes} buffered bytes is larger than half the write buffer (${this.halfBufferBytes}); split the batch or raise writeBufferSize`),
+        new CubbyError(
+          ErrorCode.INVALID_ARGUMENT,
+          `a write of ${records.length} records and ${bufferBytes} bytes does not fit one write buffer (${this.limits.arenaBytes} bytes, ${this.limits.slots / 2} records); split the batch or raise writeBufferSize`,
+        ),
       )
     }
     return new Promise<void>((resolve, reject) => {
       const op: CommitOp = {
         records,
         payloadBytes,
+        recordCount: records.length,
         bufferBytes,
         queueBytes: payloadBytes + extentBytes,
         sync,
@@ -400,11 +403,13 @@ export class Engine {
     }
   }
 
-  /** How full the active buffer is, 0..1+, by bytes and by log space. */
-  private pressure(extraBytes = 0): number {
-    const bytes = (this.state.active.bytes + extraBytes) / this.halfBufferBytes
+  /** How full the active buffer is, 0..1+, by bytes, by records and by log space. */
+  private pressure(extraBytes = 0, extraRecords = 0): number {
+    const active = this.state.active
+    const bytes = (active.bytes + extraBytes) / this.limits.arenaBytes
+    const records = (active.size + extraRecords) / active.maxRecords
     const log = (this.wal.state.head - this.activeWalStart) / (this.wal.ringBlocks / 4)
-    return Math.max(bytes, log)
+    return Math.max(bytes, records, log)
   }
 
   /** Freezes the active buffer and starts the flush loop, if no flush holds a frozen buffer. */
@@ -412,7 +417,8 @@ export class Engine {
     const state = this.state
     if (state.frozen !== undefined || state.active.size === 0 || state.failure !== undefined || state.readOnly) return false
     state.frozen = state.active
-    state.active = new WriteBuffer()
+    state.active = state.spare ?? new WriteBuffer(this.limits)
+    state.spare = undefined
     this.activeWalStart = this.wal.state.head
     this.startFlushLoop()
     return true
@@ -429,17 +435,20 @@ export class Engine {
     const batch: CommitOp[] = []
     let payloadBytes = 0
     let bufferBytes = 0
+    let recordCount = 0
     for (const op of this.queue) {
       if (!op.ready) break
       if (batch.length > 0 && frameBlocks(payloadBytes + op.payloadBytes) > this.maxFrameBlocks) break
+      if (batch.length > 0 && !state.active.hasRoom(bufferBytes + op.bufferBytes, recordCount + op.recordCount)) break
       batch.push(op)
       payloadBytes += op.payloadBytes
       bufferBytes += op.bufferBytes
+      recordCount += op.recordCount
     }
     if (batch.length === 0) return
     // Room in the write buffer: while a flush runs, only in step with its progress.
     const allowed = state.frozen === undefined ? 1 : 0.5 + 0.5 * this.flusher.progress
-    if (this.pressure(bufferBytes) > allowed && state.active.size > 0) {
+    if (!state.active.hasRoom(bufferBytes, recordCount) || (this.pressure(bufferBytes, recordCount) > allowed && state.active.size > 0)) {
       if (!this.freeze()) return
     }
     const blocks = frameBlocks(payloadBytes)
@@ -587,21 +596,25 @@ export class Engine {
         for (let bucket = first; bucket < Math.min(buckets, first + ITERATOR_BATCH_BUCKETS); bucket++) batch.push(bucket)
         for (const chain of await chains.read(batch)) {
           for (const entry of chain.entries) {
-            const mapKey = entry.key.toString('latin1')
-            const newer = state.active.get(mapKey) ?? state.frozen?.get(mapKey)
-            if (newer !== undefined) {
-              if (newer.deleted) continue
-              if (newer.value !== undefined) {
-                yield [entry.key, Buffer.from(newer.value)]
+            const bucketHash = hashKey(entry.key, 0, entry.key.length, this.hash).bucketHash
+            let buffer = state.active
+            let at = buffer.find(entry.key, 0, entry.key.length, bucketHash)
+            if (at < 0 && state.frozen !== undefined) {
+              buffer = state.frozen
+              at = buffer.find(entry.key, 0, entry.key.length, bucketHash)
+            }
+            if (at >= 0) {
+              if (buffer.isDeleted(at)) continue
+              if (!buffer.hasExtent(at)) {
+                yield [entry.key, buffer.copyValue(at)]
                 continue
               }
-            }
-            if (entry.value !== undefined && newer === undefined) {
+            } else if (entry.value !== undefined) {
               yield [entry.key, entry.value]
               continue
             }
             // The value lives in an extent: read it through the read path, which handles races with writers.
-            const value = (await this.reader.lookup(entry.key, mapKey, true)) as Buffer | undefined
+            const value = (await this.reader.lookup(entry.key, true)) as Buffer | undefined
             if (value !== undefined) yield [entry.key, value]
           }
         }
@@ -622,7 +635,7 @@ export class Engine {
     const device = state.device.stats()
     const memory = {
       cache: state.cache.memoryBytes,
-      writeBuffer: state.active.bytes + (state.frozen?.bytes ?? 0),
+      writeBuffer: state.active.memoryBytes + (state.frozen?.memoryBytes ?? 0) + (state.spare?.memoryBytes ?? 0),
       commitQueue: this.queueBytes,
       logBuffer: this.wal.bufferBytes,
       ioBuffers: this.reader.memoryBytes + this.flusher.memoryBytes + this.extentBudget.usedBytes,

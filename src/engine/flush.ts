@@ -105,11 +105,13 @@ export class Flusher {
     const frozen = this.state.frozen
     assert.ok(frozen !== undefined)
     const state = this.state
-    const records = [...frozen.records.values()]
-    assert.ok(records.length < 2 ** 22, 'a write buffer holds fewer than 4M records')
-    const order = new Float64Array(records.length)
-    for (let index = 0; index < records.length; index++) order[index] = state.bucketFor(records[index]!.bucketHash) * 2 ** 22 + index
+    const offsets = frozen.liveOffsets()
+    assert.ok(offsets.length < 2 ** 22, 'a write buffer holds fewer than 4M records')
+    const order = new Float64Array(offsets.length)
+    for (let index = 0; index < offsets.length; index++) order[index] = state.bucketFor(frozen.bucketHashAt(offsets[index]!)) * 2 ** 22 + index
     order.sort()
+    // Let reads and commits waiting on the event loop run between the sort and the first step.
+    await new Promise((resolve) => setImmediate(resolve))
     let distinctBuckets = 0
     for (let index = 0; index < order.length; index++) {
       if (index === 0 || Math.floor(order[index]! / 2 ** 22) !== Math.floor(order[index - 1]! / 2 ** 22)) distinctBuckets++
@@ -137,7 +139,7 @@ export class Flusher {
       const build = this.newStep(state.superblock)
       let applied = 0
       for (const chain of chains) {
-        if (!this.applyRecords(chain, recordsOf.get(chain.bucket)!.map((index) => records[index]!), frozen, build)) break
+        if (!this.applyRecords(chain, recordsOf.get(chain.bucket)!.map((index) => frozen.recordAt(offsets[index]!)), frozen, build)) break
         applied++
         cursor += recordsOf.get(chain.bucket)!.length
       }
@@ -207,10 +209,8 @@ export class Flusher {
 
   /** Split steps a flush of `frozen` will likely need (for the progress estimate). */
   private splitStepsNeeded(frozen: WriteBuffer): number {
-    let putBytes = 0
-    for (const record of frozen.records.values()) if (!record.deleted) putBytes += chainEntrySize(record.key.length, record.value)
     const superblock = this.state.superblock
-    const wanted = Math.ceil((superblock.entryBytes + putBytes) / superblock.targetBucketBytes) - bucketCount(superblock)
+    const wanted = Math.ceil((superblock.entryBytes + frozen.putEntryBytes) / superblock.targetBucketBytes) - bucketCount(superblock)
     return Math.max(0, Math.ceil(wanted / SPLITS_PER_STEP))
   }
 
@@ -435,6 +435,11 @@ export class Flusher {
     this.wal.advanceCheckpoint(frozen.walEnd)
     for (const extent of frozen.supersededExtents) this.pendingFrees.push([extent.lba, extentBlocks(extent.length)])
     this.state.frozen = undefined
+    // A buffer of the usual limits is kept for reuse (the replay buffer of an open is not).
+    if (this.state.active.limits === frozen.limits) {
+      frozen.reset()
+      this.state.spare = frozen
+    }
     await this.releaseFrees()
   }
 
@@ -497,7 +502,7 @@ class ChainIndex {
   }
 
   find(record: WriteRecord): number {
-    if (this.byKey !== undefined) return this.byKey.get(record.mapKey) ?? -1
+    if (this.byKey !== undefined) return this.byKey.get(record.key.toString('latin1')) ?? -1
     for (let position = 0; position < this.entries.length; position++) {
       const entry = this.entries[position]
       if (entry !== undefined && entry.fingerprint === record.fingerprint && entry.key.equals(record.key)) return position
@@ -506,10 +511,10 @@ class ChainIndex {
   }
 
   add(record: WriteRecord, position: number): void {
-    this.byKey?.set(record.mapKey, position)
+    this.byKey?.set(record.key.toString('latin1'), position)
   }
 
   forget(record: WriteRecord): void {
-    this.byKey?.delete(record.mapKey)
+    this.byKey?.delete(record.key.toString('latin1'))
   }
 }

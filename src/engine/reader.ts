@@ -47,7 +47,6 @@ export type LookupResult = Buffer | undefined | boolean
 
 interface Lookup {
   key: Buffer
-  mapKey: string
   /** false: has() — only whether the key exists. */
   wantValue: boolean
   bucketHash: number
@@ -91,12 +90,11 @@ export class Reader {
   }
 
   /** Looks `key` up: its value (wantValue) or whether it exists. */
-  lookup(key: Buffer, mapKey: string, wantValue: boolean): Promise<LookupResult> {
+  lookup(key: Buffer, wantValue: boolean): Promise<LookupResult> {
     return new Promise<LookupResult>((resolve, reject) => {
       this.pending++
       const lookup: Lookup = {
         key,
-        mapKey,
         wantValue,
         bucketHash: 0,
         fingerprint: 0,
@@ -134,12 +132,17 @@ export class Reader {
   /** Write buffers first; then the key's bucket. */
   private begin(lookup: Lookup): void {
     const state = this.state
-    const record = state.active.get(lookup.mapKey) ?? state.frozen?.get(lookup.mapKey)
-    if (record !== undefined) {
-      if (record.deleted) lookup.resolve(lookup.wantValue ? undefined : false)
+    let buffer = state.active
+    let at = buffer.find(lookup.key, 0, lookup.key.length, lookup.bucketHash)
+    if (at < 0 && state.frozen !== undefined) {
+      buffer = state.frozen
+      at = buffer.find(lookup.key, 0, lookup.key.length, lookup.bucketHash)
+    }
+    if (at >= 0) {
+      if (buffer.isDeleted(at)) lookup.resolve(lookup.wantValue ? undefined : false)
       else if (!lookup.wantValue) lookup.resolve(true)
-      else if (record.extent !== undefined) void this.readExtent(lookup, record.extent)
-      else lookup.resolve(Buffer.from(record.value!))
+      else if (buffer.hasExtent(at)) void this.readExtent(lookup, buffer.extentAt(at))
+      else lookup.resolve(buffer.copyValue(at))
       return
     }
     lookup.geometryVersion = state.geometryVersion
@@ -164,9 +167,9 @@ export class Reader {
       this.examine(lookup, overlay.buffer, overlay.offset, -1)
       return
     }
-    const cached = this.state.cache.get(lookup.lba)
-    if (cached !== undefined) {
-      this.examine(lookup, cached, 0, -1)
+    const slot = this.state.cache.lookup(lookup.lba)
+    if (slot >= 0) {
+      this.examine(lookup, this.state.cache.slab, slot * BLOCK_SIZE, -1)
       return
     }
     this.queue.push(lookup)

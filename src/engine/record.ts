@@ -8,8 +8,6 @@ import type { ExtentPointer } from './bucket'
 
 export interface WriteRecord {
   key: Buffer
-  /** The key's bytes as a latin1 string: the write buffer's Map key. */
-  mapKey: string
   bucketHash: number
   fingerprint: number
   /** Inline value of a put; undefined for a delete or a value in an extent. */

@@ -22,7 +22,7 @@ import { journalSlotLba, readJournalHeader } from './journal'
 import { type WriteRecord, extentBlocks } from './record'
 import { type Superblock, checkGeometry, decodeSuperblock, encodeSuperblock } from './superblock'
 import { type LoggedRecord, decodeFrameRecords, frameBlocks, readFrameHeader, verifyFrame } from './wal'
-import { WriteBuffer } from './write-buffer'
+import { UNLIMITED, WriteBuffer } from './write-buffer'
 
 export type SuperblockProbe = { kind: 'store'; superblock: Superblock } | { kind: 'empty' } | { kind: 'foreign' }
 
@@ -188,7 +188,7 @@ async function replayLog(
   allocator: HeapAllocator,
 ): Promise<Pick<Recovered, 'replay' | 'checkpoint' | 'head' | 'lastSequence' | 'nextLsn' | 'framesReplayed'>> {
   const ring = superblock.walBlocks
-  const replay = new WriteBuffer()
+  const replay = new WriteBuffer(UNLIMITED)
   const hash = newKeyHash()
   const checkpoint = superblock.checkpointWalBlock
   let position = checkpoint
@@ -246,7 +246,6 @@ function toWriteRecord(logged: LoggedRecord, hash: ReturnType<typeof newKeyHash>
   hashKey(logged.key, 0, logged.key.length, hash)
   return {
     key: logged.key,
-    mapKey: logged.key.toString('latin1'),
     bucketHash: hash.bucketHash,
     fingerprint: hash.fingerprint,
     value: logged.type === RECORD_DELETE || logged.type === RECORD_PUT_EXTENT ? undefined : logged.value,

@@ -22,7 +22,7 @@ import type { HeapAllocator } from './allocator'
 import type { BlockCache } from './cache'
 import { bucketOf } from './hash'
 import type { Superblock } from './superblock'
-import { WriteBuffer } from './write-buffer'
+import type { WriteBuffer } from './write-buffer'
 
 /** Linear hashing state readers address with. */
 export interface Geometry {
@@ -43,8 +43,11 @@ export class StoreState {
   writeEpoch = 0
   /** Images of blocks a flush step is writing (or, read-only, a journal recovery could not write). */
   readonly overlay = new Map<number, OverlayBlock>()
-  active = new WriteBuffer()
+  /** Set by the engine once it knows the buffers' limits. */
+  active!: WriteBuffer
   frozen: WriteBuffer | undefined
+  /** A flushed buffer, reset, ready to become the next active one (its arrays are kept). */
+  spare: WriteBuffer | undefined
   /** Buckets including those a split step being built is adding: the heap stays above them. */
   bucketsReserved: number
   failure: CubbyError | undefined
