@@ -181,6 +181,7 @@ async function main(): Promise<void> {
         overflowBuckets: grown.overflowBuckets,
         writeWait: writeWaits.summary(),
         concurrentReadWait: readWaits.summary(),
+        writeStalls: grown.writeStalls,
         eventLoopDelayMs: { p99: Math.round(loopDelay.percentile(99) / 1e4) / 100, max: Math.round(loopDelay.max / 1e4) / 100 },
         readsPerGet: { existing: Math.round(existing * 10000) / 10000, missing: Math.round(missing * 10000) / 10000 },
         physicalBytes: grown.device.physicalBytes,

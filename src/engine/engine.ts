@@ -79,6 +79,8 @@ export interface EngineStats {
   generation: number
   flushSteps: number
   splits: number
+  /** Times writers waited for room in the write buffer or the log (backpressure), and for how long in all and at most. */
+  writeStalls: { count: number; totalMs: number; maxMs: number }
   /** What the open that produced this handle recovered: journals copied in place, whether an interrupted step was completed, log frames replayed. */
   recovery: { journalsApplied: number; stepRedone: boolean; framesReplayed: number }
   cache: { hits: number; misses: number }
@@ -143,6 +145,9 @@ export class Engine {
   /** Virtual log block where the active buffer's first frame went. */
   private activeWalStart: number
   private readonly flushWaiters: Array<() => void> = []
+  /** Writes waiting for room (write buffer or log) since this time, if they are. */
+  private stalledSince: bigint | undefined
+  private readonly stalls = { count: 0, totalMs: 0, maxMs: 0 }
   private readonly recovery: { journalsApplied: number; stepRedone: boolean; framesReplayed: number }
   /** The most recent write accepted, and who waits for writes up to some op to settle. */
   private lastOp: CommitOp | undefined
@@ -449,13 +454,24 @@ export class Engine {
     // Room in the write buffer: while a flush runs, only in step with its progress.
     const allowed = state.frozen === undefined ? 1 : 0.5 + 0.5 * this.flusher.progress
     if (!state.active.hasRoom(bufferBytes, recordCount) || (this.pressure(bufferBytes, recordCount) > allowed && state.active.size > 0)) {
-      if (!this.freeze()) return
+      if (!this.freeze()) {
+        this.stalledSince ??= process.hrtime.bigint()
+        return
+      }
     }
     const blocks = frameBlocks(payloadBytes)
     const position = this.wal.placement(blocks)
     if (position < 0) {
       this.freeze()
+      this.stalledSince ??= process.hrtime.bigint()
       return
+    }
+    if (this.stalledSince !== undefined) {
+      const waitedMs = Number(process.hrtime.bigint() - this.stalledSince) / 1e6
+      this.stalledSince = undefined
+      this.stalls.count++
+      this.stalls.totalMs += waitedMs
+      this.stalls.maxMs = Math.max(this.stalls.maxMs, waitedMs)
     }
     this.committing = true
     void this.commit(batch, payloadBytes, position)
@@ -654,6 +670,7 @@ export class Engine {
       generation: superblock.generation,
       flushSteps: this.flusher.stepsCommitted,
       splits: this.flusher.splitsDone,
+      writeStalls: { ...this.stalls },
       recovery: { ...this.recovery },
       cache: { hits: state.cache.hits, misses: state.cache.misses },
       memory: { total: Object.values(memory).reduce((sum, part) => sum + part, 0), ...memory },
