@@ -1,8 +1,8 @@
 // kill -9 at random moments: a writer process issues sync writes (puts,
 // deletes, batches, large values, bucket splits as the store grows) to an
 // image file and is SIGKILLed after a random delay. The expected state lives
-// here, outside the store: the writer reports each write before issuing it
-// and each acknowledgement after its promise resolved. After every kill the
+// outside the store: the writer records each write before issuing it and
+// each acknowledgement after its promise resolved, in a file of its own. After every kill the
 // store must open and equal the result of a prefix of the issued writes that
 // holds every acknowledged one.
 //
@@ -27,29 +27,29 @@ interface Cycle {
 
 /** Runs the writer from write `start` until it is killed after `delayMs` of writing. */
 function runWriter(file: string, start: number, delayMs: number): Promise<Cycle> {
+  const recordFile = `${file}.record`
+  fs.writeFileSync(recordFile, '')
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [WRITER, file, String(SEED), String(start)], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let issued = start - 1
-    let acked = start - 1
-    let pending = ''
+    const child = spawn(process.execPath, [WRITER, file, String(SEED), String(start), recordFile], { stdio: ['ignore', 'pipe', 'pipe'] })
     let errors = ''
     child.stdout.setEncoding('utf8')
     child.stdout.on('data', (chunk: string) => {
-      pending += chunk
-      const lines = pending.split('\n')
-      pending = lines.pop()!
-      for (const line of lines) {
-        if (line === 'ready') setTimeout(() => child.kill('SIGKILL'), delayMs)
-        else if (line.startsWith('issue ')) issued = Number(line.slice(6))
-        else if (line.startsWith('ack ')) acked = Math.max(acked, Number(line.slice(4)))
-      }
+      if (chunk.includes('ready')) setTimeout(() => child.kill('SIGKILL'), delayMs)
     })
     child.stderr.on('data', (chunk: Buffer) => (errors += chunk.toString()))
     child.on('error', reject)
-    // 'close', not 'exit': only then has every line the writer printed been read.
     child.on('close', (code, signal) => {
-      if (signal !== 'SIGKILL') reject(new Error(`the writer exited with ${code}: ${errors}`))
-      else resolve({ issued: issued + 1, acked: acked + 1 })
+      if (signal !== 'SIGKILL') {
+        reject(new Error(`the writer exited with ${code}: ${errors}`))
+        return
+      }
+      let issued = start - 1
+      let acked = start - 1
+      for (const line of fs.readFileSync(recordFile, 'utf8').split('\n')) {
+        if (line.startsWith('issue ')) issued = Math.max(issued, Number(line.slice(6)))
+        else if (line.startsWith('ack ')) acked = Math.max(acked, Number(line.slice(4)))
+      }
+      resolve({ issued: issued + 1, acked: acked + 1 })
     })
   })
 }

@@ -6,10 +6,10 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { CubbyDB, open, openOnVolume, plan } from '../src/db'
-import { FaultyVolume, MemoryBacking, MemoryVolume } from '../src/device'
+import { MemoryBacking, MemoryVolume } from '../src/device'
 import { ErrorCode } from '../src/errors'
 import { INLINE_ENTRY_MAX, MAX_VALUE_BYTES } from '../src/engine/format'
-import { SMALL_STORE, contents, memoryStore, rejectsWith, reopen } from './helpers/store'
+import { SMALL_STORE, contents, faultyStore, memoryStore, rejectsWith, reopen } from './helpers/store'
 
 function temporaryPath(name: string): string {
   const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'cubby-api-'))
@@ -332,8 +332,7 @@ test('a second opener of the same store gets CUBBY_LOCKED', async (t) => {
 test('a failed write makes the store refuse writes with CUBBY_IO until reopened; acknowledged writes survive', async (t) => {
   const { db: first, backing } = await memoryStore()
   await first.close()
-  const faulty = new FaultyVolume(new MemoryVolume({}, backing))
-  const db = await openOnVolume(faulty, SMALL_STORE)
+  const { db, faulty } = await faultyStore(backing)
   await db.put('before', 'ok')
   faulty.failNext({ operation: 'write', nth: 1 })
   const failed = await rejectsWith(t, db.put('during', 'lost'), ErrorCode.IO)
@@ -351,13 +350,11 @@ test('a failed write makes the store refuse writes with CUBBY_IO until reopened;
 test('a failed sync of the log fails the write with CUBBY_IO; a failed flush step refuses later writes', async (t) => {
   const { db: first, backing } = await memoryStore()
   await first.close()
-  const faulty = new FaultyVolume(new MemoryVolume({}, backing))
-  const db = await openOnVolume(faulty, SMALL_STORE)
+  const { db, faulty } = await faultyStore(backing)
   faulty.failNext({ operation: 'sync', nth: 1 })
   await rejectsWith(t, db.put('k', 'v'), ErrorCode.IO)
   await db.close()
-  const second = new FaultyVolume(new MemoryVolume({}, backing))
-  const store = await openOnVolume(second, SMALL_STORE)
+  const { db: store, faulty: second } = await faultyStore(backing)
   await store.put('acked', 'yes')
   second.failNext({ operation: 'write', nth: 2 })
   await rejectsWith(t, store.flush(), ErrorCode.IO)
@@ -373,8 +370,7 @@ test('a failed read rejects that get with CUBBY_IO and the store goes on', async
   const { db: first, backing } = await memoryStore()
   await first.put('k', 'v')
   await first.close()
-  const faulty = new FaultyVolume(new MemoryVolume({}, backing))
-  const db = await openOnVolume(faulty, { ...SMALL_STORE, cacheSize: 0 })
+  const { db, faulty } = await faultyStore(backing, { cacheSize: 0 })
   faulty.failNext({ operation: 'read', nth: 1 })
   await rejectsWith(t, db.get('k'), ErrorCode.IO)
   t.is((await db.get('k'))!.toString(), 'v')

@@ -37,34 +37,33 @@ function sample(count: number, limit: number, missing: boolean): string[] {
 
 const options = { expectedKeys: KEYS, keySize: 16, valueSize: 100, size: 1024 * 1024 * 1024, writeBufferSize: 16 * 1024 * 1024 }
 
-test.serial(`reads per GET ≤ 1.02 for existing and missing keys at the sized load (cacheSize 0, ${KEYS} keys)`, async (t) => {
-  const { db, backing } = await memoryStore(options)
+/** Loads KEYS keys into a store created for `expectedKeys`, reopens it with the cache off, and measures reads per GET. */
+async function loadAndMeasure(expectedKeys: number): Promise<{ existing: number; missing: number; initialBuckets: number; stats: ReturnType<CubbyDB['stats']> }> {
+  const { db, backing } = await memoryStore({ ...options, expectedKeys })
+  const initialBuckets = db.stats().buckets
   await load(db, 0, KEYS)
   await db.close()
   const store = await reopen(backing, { ...options, cacheSize: 0 })
   const existing = await readsPerGet(store, sample(10_000, KEYS, false))
   const missing = await readsPerGet(store, sample(10_000, KEYS, true))
   const stats = store.stats()
+  await store.close()
+  return { existing, missing, initialBuckets, stats }
+}
+
+test.serial(`reads per GET ≤ 1.02 for existing and missing keys at the sized load (cacheSize 0, ${KEYS} keys)`, async (t) => {
+  const { existing, missing, stats } = await loadAndMeasure(KEYS)
   t.log(`${stats.keys} keys in ${stats.buckets} buckets (${stats.overflowBuckets} with overflow): reads per GET ${existing.toFixed(4)} existing, ${missing.toFixed(4)} missing`)
   t.true(existing <= 1.02, `existing ${existing}`)
   t.true(missing <= 1.02, `missing ${missing}`)
   t.true(existing >= 1 && missing >= 1, 'every GET read the device: the cache is off')
-  await store.close()
 })
 
 test.serial(`growth to 10× expectedKeys keeps reads per GET ≤ 1.05 (${KEYS / 10} → ${KEYS} keys)`, async (t) => {
-  const { db, backing } = await memoryStore({ ...options, expectedKeys: KEYS / 10 })
-  const initial = db.stats().buckets
-  await load(db, 0, KEYS)
-  await db.close()
-  const store = await reopen(backing, { ...options, cacheSize: 0 })
-  const existing = await readsPerGet(store, sample(10_000, KEYS, false))
-  const missing = await readsPerGet(store, sample(10_000, KEYS, true))
-  const stats = store.stats()
-  t.log(`${initial} → ${stats.buckets} buckets (level ${stats.level}, split pointer ${stats.splitPointer}), ${stats.overflowBuckets} with overflow: reads per GET ${existing.toFixed(4)} existing, ${missing.toFixed(4)} missing`)
+  const { existing, missing, initialBuckets, stats } = await loadAndMeasure(KEYS / 10)
+  t.log(`${initialBuckets} → ${stats.buckets} buckets (level ${stats.level}, split pointer ${stats.splitPointer}), ${stats.overflowBuckets} with overflow: reads per GET ${existing.toFixed(4)} existing, ${missing.toFixed(4)} missing`)
   t.is(stats.keys, KEYS)
-  t.true(stats.buckets >= initial * 8, 'the table grew by splitting')
+  t.true(stats.buckets >= initialBuckets * 8, 'the table grew by splitting')
   t.true(existing <= 1.05, `existing ${existing}`)
   t.true(missing <= 1.05, `missing ${missing}`)
-  await store.close()
 })

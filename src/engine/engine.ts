@@ -26,7 +26,7 @@
 
 import assert from 'node:assert/strict'
 import { CubbyError, ErrorCode, closedError } from '../errors'
-import type { BlockDevice, BlockRequest } from '../device/types'
+import type { BlockDevice, BlockRequest, DeviceStats } from '../device/types'
 import { crc32c } from '../util/crc32c'
 import { type ExtentPointer, isInlineValue } from './bucket'
 import { ByteBudget } from './budget'
@@ -94,18 +94,8 @@ export interface EngineStats {
     bitmap: number
     device: number
   }
-  device: {
-    mode: string
-    ioPath: string
-    reads: number
-    writes: number
-    bytesRead: number
-    bytesWritten: number
-    flushes: number
-    trims: number
-    logicalBytes: number
-    physicalBytes: number
-  }
+  /** The block device's counters (device reads per GET = reads / GETs with the cache off). */
+  device: Omit<DeviceStats, 'volume' | 'memoryBytes'> & { ioPath: string }
 }
 
 interface CommitOp {
