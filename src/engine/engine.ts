@@ -33,7 +33,7 @@ import { ByteBudget } from './budget'
 import { BlockCache } from './cache'
 import { ChainReader } from './chains'
 import { Flusher } from './flush'
-import { BLOCK_SIZE, BUCKET_CAPACITY } from './format'
+import { BLOCK_SIZE, BUCKET_CAPACITY, FRAME } from './format'
 import { hashKey, newKeyHash } from './hash'
 import { formatStore, layoutStore, maxFrameBlocksFor } from './layout'
 import { Reader } from './reader'
@@ -235,7 +235,7 @@ export class Engine {
 
   /** Largest payload of log records one write call may carry. */
   get maxWriteBytes(): number {
-    return this.maxFrameBlocks * BLOCK_SIZE - 48
+    return this.maxFrameBlocks * BLOCK_SIZE - FRAME.headerBytes
   }
 
 
@@ -585,7 +585,9 @@ export class Engine {
   /**
    * Every pair exactly once: flush, then walk the buckets in order, taking
    * newer values (and deletions) from the write buffers. Splits wait while an
-   * iterator is open, so no key moves between buckets under it.
+   * iterator is open, so no key moves between buckets under it. A read-only
+   * store cannot flush what its open recovered from the log: it hands out
+   * those records first, then skips their keys in the buckets.
    */
   async *entries(): AsyncGenerator<[Buffer, Buffer]> {
     if (this.status !== 'open') throw closedError()
@@ -594,6 +596,14 @@ export class Engine {
     try {
       await this.flush()
       await this.flusher.splitIdle()
+      if (state.readOnly && state.frozen !== undefined) {
+        for (const at of state.frozen.liveOffsets()) {
+          const record = state.frozen.recordAt(at)
+          if (record.deleted) continue
+          const value = record.value !== undefined ? Buffer.from(record.value) : ((await this.reader.lookup(record.key, true)) as Buffer | undefined)
+          if (value !== undefined) yield [Buffer.from(record.key), value]
+        }
+      }
       const chains = new ChainReader(state, ITERATOR_BATCH_BUCKETS, false)
       const buckets = state.bucketCount()
       for (let first = 0; first < buckets; first += ITERATOR_BATCH_BUCKETS) {
@@ -610,7 +620,7 @@ export class Engine {
               at = buffer.find(entry.key, 0, entry.key.length, bucketHash)
             }
             if (at >= 0) {
-              if (buffer.isDeleted(at)) continue
+              if (buffer.isDeleted(at) || state.readOnly) continue
               if (!buffer.hasExtent(at)) {
                 yield [entry.key, buffer.copyValue(at)]
                 continue

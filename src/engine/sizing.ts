@@ -122,8 +122,6 @@ export function planStore(input: PlanInput): Plan {
   const buckets = Math.max(1, Math.ceil(input.keys / alpha))
   const extentBlocks = valuesInline ? 0 : Math.ceil(input.valueSize / BLOCK_SIZE)
   const worst = worstExtraReads(alpha, perBlock)
-  const atPlan = extraReadsAt(input.keys / buckets, perBlock)
-  const overflowFraction = probabilityAbove(input.keys / buckets, perBlock)
   const valueRead = valuesInline ? 0 : 1
   return {
     buckets,
@@ -133,7 +131,7 @@ export function planStore(input: PlanInput): Plan {
     targetBucketBytes: Math.max(entryBytes, Math.floor(alpha * entryBytes)),
     logicalBytes: (buckets + input.keys * extentBlocks) * BLOCK_SIZE,
     physicalBytes: Math.round(input.keys * entryBytes + buckets * BUCKET.headerBytes + input.keys * (valuesInline ? 0 : input.valueSize)),
-    overflowFraction: Math.max(overflowFraction, atPlan.missing > 0 ? overflowFraction : 0),
+    overflowFraction: probabilityAbove(input.keys / buckets, perBlock),
     readsPerGet: { existing: 1 + valueRead + worst.existing, missing: 1 + worst.missing },
   }
 }
