@@ -29,10 +29,11 @@ import { minimumStoreBlocks } from './engine/layout'
 import { type Plan, planStore } from './engine/sizing'
 
 /**
- * Compression of a new store when the `compression` option is not given.
- * 'none' until the LZ4 block device lands; issue 4 makes it 'lz4'.
+ * Compression of a new store when the `compression` option is not given:
+ * the LZ4 software layer, which makes the empty space of buckets free on
+ * drives that do not compress in hardware. 'none' is for drives that do.
  */
-export const DEFAULT_COMPRESSION: CompressionMode = 'none'
+export const DEFAULT_COMPRESSION: CompressionMode = 'lz4'
 
 export const DEFAULTS = {
   sync: true,

@@ -31,7 +31,8 @@ test.serial(`power cuts during log commits and flush steps lose nothing acknowle
   for (let trial = 0; trial < TRIALS; trial++) {
     const random = seededRandom(1000 + trial)
     const next = writeWorkload(trial + 1, 120)
-    const { db: first, backing } = await memoryStore(OPTIONS)
+    // Trials alternate between the LZ4 compressed device and raw blocks.
+    const { db: first, backing } = await memoryStore({ ...OPTIONS, compression: trial % 2 === 0 ? 'lz4' : 'none' })
     await first.close()
     let base = new Map<string, Buffer>()
     for (let round = 0; round < 2; round++) {
@@ -91,108 +92,110 @@ test.serial(`power cuts during log commits and flush steps lose nothing acknowle
   t.true(replays > 0, 'some cuts left log records to replay')
 })
 
-test.serial('a power cut at every write and sync of a flush (steps and splits) loses nothing acknowledged', async (t) => {
-  // Count the write and sync batches one flush makes, on a copy of the same store.
-  const prepare = async (): Promise<{ backing: import('../src/device').MemoryBacking; writes: IssuedWrite[] }> => {
-    const { db, backing } = await memoryStore({ ...OPTIONS, writeBufferSize: 8 * 1024 * 1024 })
-    const next = writeWorkload(77, 400)
-    const writes: IssuedWrite[] = []
-    for (let index = 0; index < 600; index++) {
-      const write: IssuedWrite = { operations: next(), status: 'pending' }
-      writes.push(write)
-      await db.batch(write.operations)
-      write.status = 'acked'
-    }
-    await db.close()
-    return { backing, writes }
-  }
-  // The store closed cleanly, so its contents are flushed; reopen and add writes that stay buffered.
-  const scenario = async (crashAt: number, cut: PowerCutOptions): Promise<{ calls: number; redone: boolean; ok: boolean }> => {
-    const { backing, writes } = await prepare()
-    const volume = new CrashingVolume(new MemoryVolume({}, backing), Number.MAX_SAFE_INTEGER, cut)
-    const db = await openOnVolume(volume, { ...OPTIONS, writeBufferSize: 8 * 1024 * 1024 })
-    const next = writeWorkload(78, 3000)
-    // Issued together, the writes share a few log frames (group commit) and all stay buffered for the flush.
-    const pending: Array<Promise<void>> = []
-    for (let index = 0; index < 1000; index++) {
-      const write: IssuedWrite = { operations: next(), status: 'pending' }
-      writes.push(write)
-      pending.push(db.batch(write.operations).then(() => void (write.status = 'acked')))
-    }
-    await Promise.all(pending)
-    const before = volume.callsSeen
-    volume.crashAt = before + crashAt
-    await db.flush().catch(() => undefined)
-    const calls = volume.callsSeen - before
-    await volume.crashNow()
-    await db.close().catch(() => undefined)
-    const recovered = await reopen(backing, OPTIONS)
-    const redone = recovered.stats().recovery.stepRedone
-    const seen = await contents(recovered)
-    await recovered.close()
-    const state = new Map([...seen].map(([key, value]) => [Buffer.from(key, 'latin1').toString('utf8'), value]))
-    return { calls, redone, ok: matchingPrefix(writes, state) === writes.length }
-  }
-  const { calls } = await scenario(Number.MAX_SAFE_INTEGER / 2, POLICIES[0]!)
-  t.true(calls >= 8, `the flush makes several steps (${calls} write and sync batches)`)
-  let redone = 0
-  for (let point = 1; point <= calls; point++) {
-    const cut = { ...POLICIES[point % POLICIES.length]!, seed: point }
-    const result = await scenario(point, cut)
-    if (result.redone) redone++
-    t.true(result.ok, `cut before batch ${point} of ${calls} (${JSON.stringify(cut)}): every acknowledged write is there`)
-  }
-  t.log(`${calls} cut points; ${redone} recoveries completed the interrupted step from its journal`)
-  t.true(redone > 0)
-})
-
-test.serial('one store through many power cuts in a row: each recovery carries the next round', async (t) => {
-  const rounds = Number(process.env.POWER_CUT_ROUNDS ?? 60)
-  const options = { ...SMALL_STORE, expectedKeys: 200, keySize: 9, valueSize: 40, writeBufferSize: 2 * 1024 * 1024 }
-  const random = seededRandom(99)
-  const next = writeWorkload(99, 3000)
-  const workload: Array<ReturnType<typeof next>> = []
-  const operationsOf = (index: number): ReturnType<typeof next> => {
-    while (workload.length <= index) workload.push(next())
-    return workload[index]!
-  }
-  const { db: first, backing } = await memoryStore(options)
-  await first.close()
-  const writes: IssuedWrite[] = []
-  for (let round = 0; round < rounds; round++) {
-    const cut = { ...POLICIES[round % POLICIES.length]!, seed: round }
-    const volume = new CrashingVolume(new MemoryVolume({}, backing), 1 + Math.floor(random() * 300), cut)
-    const db = await openOnVolume(volume, options).catch(() => undefined)
-    if (db !== undefined) {
-      const inFlight = new Set<Promise<void>>()
-      while (!volume.crashed) {
-        const write: IssuedWrite = { operations: operationsOf(writes.length), status: 'pending' }
+for (const compression of ['lz4', 'none'] as const) {
+  test.serial(`a power cut at every write and sync of a flush (steps and splits) loses nothing acknowledged (${compression})`, async (t) => {
+    // Count the write and sync batches one flush makes, on a copy of the same store.
+    const prepare = async (): Promise<{ backing: import('../src/device').MemoryBacking; writes: IssuedWrite[] }> => {
+      const { db, backing } = await memoryStore({ ...OPTIONS, writeBufferSize: 8 * 1024 * 1024, compression })
+      const next = writeWorkload(77, 400)
+      const writes: IssuedWrite[] = []
+      for (let index = 0; index < 600; index++) {
+        const write: IssuedWrite = { operations: next(), status: 'pending' }
         writes.push(write)
-        const promise = db.batch(write.operations).then(
-          () => void (write.status = 'acked'),
-          () => void (write.status = 'failed'),
-        )
-        inFlight.add(promise)
-        void promise.finally(() => inFlight.delete(promise))
-        if (inFlight.size >= 4) await Promise.race(inFlight)
+        await db.batch(write.operations)
+        write.status = 'acked'
       }
-      await Promise.all(inFlight)
-      await db.close().catch(() => undefined)
-    } else {
-      await volume.close()
+      await db.close()
+      return { backing, writes }
     }
-    const recovered = await reopen(backing, options)
-    const seen = await contents(recovered)
-    await recovered.close()
-    const prefix = matchingPrefix(writes, new Map([...seen].map(([key, value]) => [Buffer.from(key, 'latin1').toString('utf8'), value])))
-    t.true(prefix >= 0, `round ${round} (${JSON.stringify(cut)}): the recovered store is no prefix of the writes`)
-    if (prefix < 0) return
-    // Writes past the prefix are lost; the workload issues them again.
-    writes.length = prefix
-    for (const write of writes) write.status = 'acked'
-  }
-  t.log(`${rounds} cuts in a row; ${writes.length} writes in the store`)
-})
+    // The store closed cleanly, so its contents are flushed; reopen and add writes that stay buffered.
+    const scenario = async (crashAt: number, cut: PowerCutOptions): Promise<{ calls: number; redone: boolean; ok: boolean }> => {
+      const { backing, writes } = await prepare()
+      const volume = new CrashingVolume(new MemoryVolume({}, backing), Number.MAX_SAFE_INTEGER, cut)
+      const db = await openOnVolume(volume, { ...OPTIONS, writeBufferSize: 8 * 1024 * 1024 })
+      const next = writeWorkload(78, 3000)
+      // Issued together, the writes share a few log frames (group commit) and all stay buffered for the flush.
+      const pending: Array<Promise<void>> = []
+      for (let index = 0; index < 1000; index++) {
+        const write: IssuedWrite = { operations: next(), status: 'pending' }
+        writes.push(write)
+        pending.push(db.batch(write.operations).then(() => void (write.status = 'acked')))
+      }
+      await Promise.all(pending)
+      const before = volume.callsSeen
+      volume.crashAt = before + crashAt
+      await db.flush().catch(() => undefined)
+      const calls = volume.callsSeen - before
+      await volume.crashNow()
+      await db.close().catch(() => undefined)
+      const recovered = await reopen(backing, OPTIONS)
+      const redone = recovered.stats().recovery.stepRedone
+      const seen = await contents(recovered)
+      await recovered.close()
+      const state = new Map([...seen].map(([key, value]) => [Buffer.from(key, 'latin1').toString('utf8'), value]))
+      return { calls, redone, ok: matchingPrefix(writes, state) === writes.length }
+    }
+    const { calls } = await scenario(Number.MAX_SAFE_INTEGER / 2, POLICIES[0]!)
+    t.true(calls >= 8, `the flush makes several steps (${calls} write and sync batches)`)
+    let redone = 0
+    for (let point = 1; point <= calls; point++) {
+      const cut = { ...POLICIES[point % POLICIES.length]!, seed: point }
+      const result = await scenario(point, cut)
+      if (result.redone) redone++
+      t.true(result.ok, `cut before batch ${point} of ${calls} (${JSON.stringify(cut)}): every acknowledged write is there`)
+    }
+    t.log(`${calls} cut points; ${redone} recoveries completed the interrupted step from its journal`)
+    t.true(redone > 0)
+  })
+
+  test.serial(`one store through many power cuts in a row: each recovery carries the next round (${compression})`, async (t) => {
+    const rounds = Number(process.env.POWER_CUT_ROUNDS ?? 60)
+    const options = { ...SMALL_STORE, expectedKeys: 200, keySize: 9, valueSize: 40, writeBufferSize: 2 * 1024 * 1024 }
+    const random = seededRandom(99)
+    const next = writeWorkload(99, 3000)
+    const workload: Array<ReturnType<typeof next>> = []
+    const operationsOf = (index: number): ReturnType<typeof next> => {
+      while (workload.length <= index) workload.push(next())
+      return workload[index]!
+    }
+    const { db: first, backing } = await memoryStore({ ...options, compression })
+    await first.close()
+    const writes: IssuedWrite[] = []
+    for (let round = 0; round < rounds; round++) {
+      const cut = { ...POLICIES[round % POLICIES.length]!, seed: round }
+      const volume = new CrashingVolume(new MemoryVolume({}, backing), 1 + Math.floor(random() * 300), cut)
+      const db = await openOnVolume(volume, options).catch(() => undefined)
+      if (db !== undefined) {
+        const inFlight = new Set<Promise<void>>()
+        while (!volume.crashed) {
+          const write: IssuedWrite = { operations: operationsOf(writes.length), status: 'pending' }
+          writes.push(write)
+          const promise = db.batch(write.operations).then(
+            () => void (write.status = 'acked'),
+            () => void (write.status = 'failed'),
+          )
+          inFlight.add(promise)
+          void promise.finally(() => inFlight.delete(promise))
+          if (inFlight.size >= 4) await Promise.race(inFlight)
+        }
+        await Promise.all(inFlight)
+        await db.close().catch(() => undefined)
+      } else {
+        await volume.close()
+      }
+      const recovered = await reopen(backing, options)
+      const seen = await contents(recovered)
+      await recovered.close()
+      const prefix = matchingPrefix(writes, new Map([...seen].map(([key, value]) => [Buffer.from(key, 'latin1').toString('utf8'), value])))
+      t.true(prefix >= 0, `round ${round} (${JSON.stringify(cut)}): the recovered store is no prefix of the writes`)
+      if (prefix < 0) return
+      // Writes past the prefix are lost; the workload issues them again.
+      writes.length = prefix
+      for (const write of writes) write.status = 'acked'
+    }
+    t.log(`${rounds} cuts in a row; ${writes.length} writes in the store`)
+  })
+}
 
 test.serial('a read-only open recovers in memory: it sees what a read-write recovery sees and writes nothing', async (t) => {
   let checked = 0

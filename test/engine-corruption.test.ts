@@ -2,13 +2,23 @@
 // block can go bad (leveldb's log_test.cc style). Each builds a store, closes
 // it, edits bytes of one structure on purpose, and reopens it.
 import test from 'ava'
-import type { CubbyDB } from '../src/db'
+import type { CubbyDB, OpenOptions } from '../src/db'
 import type { MemoryBacking } from '../src/device'
 import { ErrorCode } from '../src/errors'
 import { BLOCK_SIZE } from '../src/engine/format'
 import { bucketOf, hashKey, newKeyHash } from '../src/engine/hash'
 import type { Superblock } from '../src/engine/superblock'
 import { memoryStore, rejectsWith, reopen } from './helpers/store'
+
+/**
+ * These tests edit the bytes of logical blocks in place, which is only
+ * meaningful where LBA n is bytes [n·4096, (n+1)·4096) of the volume: raw
+ * mode. Corruption of lz4-mode stores is covered by test/compressed-corruption
+ * and the reliability fuzzer.
+ */
+function rawStore(options: OpenOptions = {}) {
+  return memoryStore({ compression: 'none', ...options })
+}
 
 function superblockOf(db: CubbyDB): Superblock {
   return (db as unknown as { engine: { superblock: Superblock } }).engine.superblock
@@ -39,7 +49,7 @@ function flipByte(backing: MemoryBacking, lba: number, offset: number): void {
 
 /** A closed store with 400 small keys and its geometry. */
 async function closedStore(): Promise<{ backing: MemoryBacking; superblock: Superblock }> {
-  const { db, backing } = await memoryStore({ expectedKeys: 400 })
+  const { db, backing } = await rawStore({ expectedKeys: 400 })
   for (let index = 0; index < 400; index++) await db.put(`key-${index}`, `value-${index}`, { sync: false })
   await db.close()
   const again = await reopen(backing)
@@ -105,7 +115,7 @@ test('a bucket of another store is CUBBY_CORRUPT', async (t) => {
 })
 
 test('a flipped bit in a value extent is CUBBY_CORRUPT; has() does not read the value', async (t) => {
-  const { db, backing } = await memoryStore()
+  const { db, backing } = await rawStore()
   const value = Buffer.alloc(20_000, 0x5a)
   await db.put('large', value)
   await db.close()
@@ -124,7 +134,7 @@ test('a flipped bit in a value extent is CUBBY_CORRUPT; has() does not read the 
 })
 
 test('a flipped bit in an overflow block is CUBBY_CORRUPT for keys past the bucket', async (t) => {
-  const { db, backing } = await memoryStore({ expectedKeys: 10, keySize: 8, valueSize: 8 })
+  const { db, backing } = await rawStore({ expectedKeys: 10, keySize: 8, valueSize: 8 })
   // An open iterator holds splits back, so entries far larger than the sizing hints overflow their buckets.
   await db.put('first', 'x')
   const iterator = db.entries()
@@ -186,7 +196,7 @@ test('a damaged journal of the current generation is CUBBY_CORRUPT at open', asy
 })
 
 test('a damaged bitmap block is CUBBY_CORRUPT at open', async (t) => {
-  const { db, backing } = await memoryStore()
+  const { db, backing } = await rawStore()
   await db.put('large', Buffer.alloc(10_000, 1))
   await db.close()
   const geometry = superblockOf(await reopen(backing).then(async (store) => {
@@ -199,7 +209,7 @@ test('a damaged bitmap block is CUBBY_CORRUPT at open', async (t) => {
 })
 
 test('a damaged log frame ends the log there: earlier writes replay, nothing wrong is returned', async (t) => {
-  const { db, backing } = await memoryStore()
+  const { db, backing } = await rawStore()
   await db.put('first', 'one')
   await db.put('second', 'two')
   // Die without closing: the two frames are the only copy of the writes.

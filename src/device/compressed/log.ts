@@ -25,7 +25,7 @@
  */
 
 import assert from 'node:assert'
-import { CubbyError, ErrorCode } from '../../errors'
+import { CubbyError, ErrorCode, refusingWrites } from '../../errors'
 import { crc32c } from '../../util/crc32c'
 import type { Volume } from '../types'
 import { CHUNK_ALIGNMENT_BYTES, chunkRecordStart, encodeChunkHeader, type Geometry } from './format'
@@ -48,7 +48,7 @@ export class Health {
   /** Throws CUBBY_IO when an earlier write or sync failed. */
   check(): void {
     if (this.failure !== undefined) {
-      throw new CubbyError(ErrorCode.IO, `${this.path}: an earlier write or flush failed; reopen the device`, { path: this.path, cause: this.failure })
+      throw refusingWrites(this.path, this.failure)
     }
   }
 }
