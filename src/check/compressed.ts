@@ -238,7 +238,8 @@ export class CompressedInspector {
     for (let segment = 0; segment < geometry.segmentCount; segment++) {
       progress.advance(1)
       const state = segments.states[segment]
-      const holdsData = segments.incarnations[segment] !== 0 && state !== SegmentState.FREE && state !== SegmentState.DEAD
+      // The successor holds nothing of the log yet (a crash may have left a torn chunk there, which the log never reached).
+      const holdsData = segments.incarnations[segment] !== 0 && state !== SegmentState.FREE && state !== SegmentState.DEAD && state !== SegmentState.SUCCESSOR
       if (!holdsData) continue
       totals.segments++
       try {
