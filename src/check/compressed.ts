@@ -32,6 +32,7 @@ import {
   CHECKPOINT_MAGIC,
   CHUNK_HEADER_BYTES,
   ENTRIES_PER_PAGE,
+  HEADER_BYTES,
   HEADER_REGION_BYTES,
   PageState,
   RECORD_HEADER_BYTES,
@@ -110,6 +111,7 @@ export class CompressedInspector {
       this.findings.fromError('lz4-header', location, error)
       return undefined
     }
+    if (buffer.subarray(HEADER_BYTES).some((byte) => byte !== 0)) this.findings.corrupt('lz4-header', location, `holds non-zero bytes after its ${HEADER_BYTES} bytes`)
     if (this.volume.size < volumeBytesNeeded(geometry)) {
       this.findings.corrupt('lz4-header', location, `the volume holds ${this.volume.size} bytes, fewer than the ${volumeBytesNeeded(geometry)} the store spans (truncated)`)
       return undefined
@@ -162,8 +164,11 @@ export class CompressedInspector {
     } else if (other.bytes.every((byte) => byte === 0)) {
       if (generation > 1) this.findings.corrupt('lz4-checkpoint', location, `is empty; generation ${generation - 1} belongs there`)
     } else if (other.bytes.compare(CHECKPOINT_MAGIC, 0, CHECKPOINT_MAGIC.length, 0, CHECKPOINT_MAGIC.length) === 0 && readGeneration(other.bytes) === generation + 1) {
-      // The write of the next checkpoint was torn by a crash; the next checkpoint rewrites the slot.
-      this.findings.count('lz4 checkpoint slots torn by a crash')
+      this.findings.corrupt(
+        'lz4-checkpoint',
+        location,
+        `holds generation ${generation + 1}, which does not check: a crash while it was written leaves this, and so does damage to it; the store opens from generation ${generation} and rolls the log forward`,
+      )
     } else {
       this.findings.corrupt('lz4-checkpoint', location, `does not check${other.reason === undefined ? '' : ` (${other.reason})`}: the store has lost its fallback checkpoint`)
     }

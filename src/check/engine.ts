@@ -6,10 +6,11 @@
  * StoreInspector sees a store the way a read-only open does: the newest
  * valid superblock, the journals' images as an overlay over the blocks they
  * rewrite, the log after the checkpoint replayed in memory. What such an
- * open would repair by itself (a torn last frame, a step to complete from
- * its journal, torn in-place writes of the last step) is counted, not
- * reported; everything else that is not as the format says is a problem,
- * with its structure and location.
+ * open completes by itself after a crash (a torn last frame, a step to
+ * finish from its journal) is counted, not reported. Everything a clean
+ * close would not leave is a problem, with its structure and location; that
+ * includes blocks an open would rewrite from the last step's journal (a
+ * crash during that step leaves them too, which the problem says).
  *
  * The same inspector serves salvage (src/check/salvage.ts): it walks every
  * bucket chain and hands over the entries of every block that verifies,
@@ -40,6 +41,7 @@ import {
   ENTRY_HEADER_BYTES,
   FORMAT_VERSION,
   HEADER,
+  SUPERBLOCK_BYTES,
   SUPERBLOCK_LBAS,
   hasMagic,
   readU64,
@@ -132,7 +134,11 @@ export class StoreInspector {
         this.findings.fromError('superblock', `copy ${index} (LBA ${SUPERBLOCK_LBAS[index]})`, block)
         return undefined
       }
-      return decodeSuperblock(block, 0)
+      const decoded = decodeSuperblock(block, 0)
+      if (decoded.kind === 'valid' && !isZero(block, SUPERBLOCK_BYTES, BLOCK_SIZE)) {
+        this.findings.corrupt('superblock', `copy ${index} (LBA ${SUPERBLOCK_LBAS[index]})`, `holds non-zero bytes after its ${SUPERBLOCK_BYTES} bytes`)
+      }
+      return decoded
     })
     let best: { superblock: Superblock; copy: number } | undefined
     copies.forEach((copy, index) => {
@@ -193,7 +199,14 @@ export class StoreInspector {
       journal.lbas.forEach((lba, index) => {
         const image = journal.images.subarray(index * BLOCK_SIZE, (index + 1) * BLOCK_SIZE)
         const inPlace = current[index]!
-        if (inPlace instanceof CubbyError || !inPlace.equals(image)) this.findings.count('blocks an open rewrites from the journal')
+        // A step's journal is written before its blocks; after a clean close every block equals its image.
+        if (journal === own && (inPlace instanceof CubbyError || !inPlace.equals(image))) {
+          this.findings.corrupt(
+            blockKind(image),
+            `LBA ${lba} (in the journal of generation ${generation})`,
+            'differs from its image in the journal of the last flush step: a crash during that step, or damage since; an open rewrites it from the journal',
+          )
+        }
         this.overlay.set(lba, image)
       })
     }
@@ -336,6 +349,9 @@ export class StoreInspector {
     if (header !== undefined && header.entryCount > MAX_ENTRIES_PER_BLOCK) reason = `claims ${header.entryCount} entries`
     const entries: ChainEntry[] = []
     if (reason === undefined) reason = decodeEntries(block, 0, entries, false)
+    if (reason === undefined && !isZero(block, BUCKET.headerBytes + header!.usedBytes, BLOCK_SIZE)) {
+      reason = 'holds non-zero bytes after its entries'
+    }
     if (reason !== undefined) {
       chain.broken = true
       if (hasMagic(block, 0, kind)) chain.lostEntries += Math.min(block.readUInt16LE(BUCKET.entryCount), MAX_ENTRIES_PER_BLOCK)
@@ -405,15 +421,16 @@ export class StoreInspector {
     if (!this.reference(extent.lba, blocks, 'extent', location)) return
     this.findings.count('extents')
     this.findings.count('extent bytes', extent.length)
-    const value = await this.readExtent(extent)
+    const value = await this.readExtent(extent, true)
     if (value instanceof CubbyError) this.findings.fromError('extent', location, value)
   }
 
   /**
-   * The value in `extent`, verified against its CRC; or the error why not.
-   * The checker and salvage both read values this way.
+   * The value in `extent`, verified against its CRC (and, with
+   * `zeroPadding`, the zeros after it); or the error why not. The checker
+   * and salvage both read values this way.
    */
-  async readExtent(extent: ExtentPointer): Promise<Buffer | CubbyError> {
+  async readExtent(extent: ExtentPointer, zeroPadding = false): Promise<Buffer | CubbyError> {
     const blocks = extentBlocks(extent.length)
     const superblock = this.superblock!
     if (extent.lba < superblock.regionStart || extent.lba + blocks > superblock.regionStart + superblock.regionBlocks) {
@@ -430,6 +447,9 @@ export class StoreInspector {
     }
     if (crc32c(buffer, 0, extent.length) !== extent.checksum) {
       return new CubbyError(ErrorCode.CORRUPT, `value extent at block ${extent.lba} (${extent.length} bytes): checksum mismatch`)
+    }
+    if (zeroPadding && !isZero(buffer, extent.length, blocks * BLOCK_SIZE)) {
+      return new CubbyError(ErrorCode.CORRUPT, `value extent at block ${extent.lba} (${extent.length} bytes): non-zero bytes after the value`)
     }
     return Buffer.from(buffer.subarray(0, extent.length))
   }
@@ -539,6 +559,19 @@ function bitmapProblem(block: Buffer, lba: number): string | undefined {
   if (block.readUInt16LE(HEADER.version) !== FORMAT_VERSION) return `has format version ${block.readUInt16LE(HEADER.version)}`
   if (readU64(block, BITMAP.lba) !== lba) return `was written for block ${readU64(block, BITMAP.lba)} (misdirected write)`
   return undefined
+}
+
+/** The structure a journal image is an image of, by its magic. */
+function blockKind(image: Buffer): string {
+  if (hasMagic(image, 0, 'bucket')) return 'bucket'
+  if (hasMagic(image, 0, 'overflow')) return 'overflow'
+  if (hasMagic(image, 0, 'bitmap')) return 'bitmap'
+  return 'journal'
+}
+
+function isZero(block: Buffer, from: number, to: number): boolean {
+  for (let index = from; index < to; index++) if (block[index] !== 0) return false
+  return true
 }
 
 function testBit(bits: Uint8Array, index: number): boolean {
