@@ -182,6 +182,15 @@ bool OpenTarget(const OpenOptions& options, OpenedTarget* target, Failure* failu
       *failure = Failure::Of(ErrorKind::kInvalidArgument, options.path + " changed while it was being opened");
       return false;
     }
+    // Linux opens a read-only block device for writing and fails each write
+    // later; refuse at open instead, as a read-only file system would.
+    int readOnlyDevice = 0;
+    if (!options.readOnly && ioctl(exclusive.get(), BLKROGET, &readOnlyDevice) == 0 && readOnlyDevice != 0) {
+      *failure = Failure::System(EROFS, "ioctl(BLKROGET)");
+      failure->kind = ErrorKind::kReadOnly;
+      failure->message = options.path + " is a read-only block device; open it with { readOnly: true }";
+      return false;
+    }
     target->directIo = (fcntl(exclusive.get(), F_GETFL) & O_DIRECT) != 0;
     target->deviceMajor = major(info.st_rdev);
     target->deviceMinor = minor(info.st_rdev);

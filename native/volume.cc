@@ -546,12 +546,22 @@ void Volume::InCallbackScope(Work work) {
   Check(napi_close_handle_scope(env_, handleScope), "napi_close_handle_scope");
 }
 
+// False once the environment is stopping (a worker's process.exit, or its
+// teardown running the loop one last time): then completions are left for
+// OnEnvironmentTeardown to drain, and no promise is touched.
+bool Volume::JavaScriptCanRun() const {
+  napi_value undefined;
+  bool same = false;
+  return napi_get_undefined(env_, &undefined) == napi_ok && napi_strict_equals(env_, undefined, undefined, &same) == napi_ok;
+}
+
 void Volume::OnRingReadable(uv_poll_t* handle, int status, int) {
   auto* volume = static_cast<Volume*>(handle->data);
   if (status < 0 || volume->closed_) return;
   uint64_t signals;
   while (read(volume->eventFd_, &signals, sizeof signals) < 0 && errno == EINTR) {
   }
+  if (!volume->JavaScriptCanRun()) return;
   volume->InCallbackScope([volume] {
     volume->ring_->Reap([volume](const io_uring_cqe& completion) { volume->OnRingCompletion(completion); });
     volume->Issue();
@@ -560,7 +570,7 @@ void Volume::OnRingReadable(uv_poll_t* handle, int status, int) {
 
 void Volume::OnWorkerResultsReady(uv_async_t* handle) {
   auto* volume = static_cast<Volume*>(handle->data);
-  if (volume->closed_) return;
+  if (volume->closed_ || !volume->JavaScriptCanRun()) return;
   volume->InCallbackScope([volume] {
     for (Request* request = volume->TakeWorkerResults(); request != nullptr;) {
       Request* next = static_cast<Request*>(request->next);

@@ -160,6 +160,7 @@ class Volume {
   // reactions run when it returns (as after any Node callback).
   template <typename Work>
   void InCallbackScope(Work work);
+  bool JavaScriptCanRun() const;
 
   napi_env env_;
   std::string path_;

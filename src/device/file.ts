@@ -62,7 +62,7 @@ function toCubbyError(error: unknown, writing: boolean): unknown {
       code = ErrorCode.READ_ONLY
       break
     default:
-      if (writing && (error.errno === 'EROFS' || error.errno === 'EACCES')) code = ErrorCode.READ_ONLY
+      if (writing && (error.errno === 'EROFS' || error.errno === 'EACCES' || error.errno === 'EPERM')) code = ErrorCode.READ_ONLY
       else if (error.errno === 'ENOSPC' || error.errno === 'EDQUOT') code = ErrorCode.FULL
       else code = ErrorCode.IO
   }
