@@ -131,18 +131,22 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   return result;
 }
 
-// read / write: the hot path. One call per batch; no allocation in steady state.
+// read / write: the hot path. One call per batch, a handful of N-API calls
+// per distinct buffer, and no allocation in steady state.
 Napi::Value Transfer(const Napi::CallbackInfo& info, Operation operation) {
   Napi::Env env = info.Env();
-  if (info.Length() != 4 || !info[1].IsTypedArray() || !info[2].IsNumber() || !info[3].IsArray()) {
-    return ThrowTypeError(env, "read/write(handle, descriptors, count, buffers) expects a handle, a Float64Array, a number and an array");
-  }
+  if (info.Length() != 4) return ThrowTypeError(env, "read/write(handle, descriptors, count, buffers) takes four arguments");
   Volume* volume = VolumeOf(env, info[0]);
   if (volume == nullptr) return env.Undefined();
-  Napi::TypedArray descriptorArray = info[1].As<Napi::TypedArray>();
-  if (descriptorArray.TypedArrayType() != napi_float64_array) return ThrowTypeError(env, "descriptors must be a Float64Array");
-  const uint32_t count = info[2].As<Napi::Number>().Uint32Value();
-  if (count > kMaxBatchRequests || static_cast<size_t>(count) * kDescriptorFields > descriptorArray.ElementLength()) {
+  napi_typedarray_type type;
+  size_t descriptorCount;
+  void* descriptorData;
+  double count;
+  if (napi_get_typedarray_info(env, info[1], &type, &descriptorCount, &descriptorData, nullptr, nullptr) != napi_ok ||
+      type != napi_float64_array || napi_get_value_double(env, info[2], &count) != napi_ok || !info[3].IsArray()) {
+    return ThrowTypeError(env, "read/write(handle, descriptors, count, buffers) expects a handle, a Float64Array, a number and an array");
+  }
+  if (!(count >= 0 && count <= kMaxBatchRequests) || std::floor(count) != count || count * kDescriptorFields > descriptorCount) {
     return ThrowTypeError(env, "count exceeds the descriptors given or the largest batch");
   }
   Napi::Array bufferArray = info[3].As<Napi::Array>();
@@ -152,22 +156,18 @@ Napi::Value Transfer(const Napi::CallbackInfo& info, Operation operation) {
   if (views.size() < bufferCount) views.resize(bufferCount);
   for (uint32_t index = 0; index < bufferCount; index++) {
     napi_value element;
-    bool isTypedArray = false;
-    napi_typedarray_type type;
     size_t length;
     void* data;
-    if (napi_get_element(env, bufferArray, index, &element) != napi_ok || napi_is_typedarray(env, element, &isTypedArray) != napi_ok ||
-        !isTypedArray || napi_get_typedarray_info(env, element, &type, &length, &data, nullptr, nullptr) != napi_ok ||
-        type != napi_uint8_array) {
+    if (napi_get_element(env, bufferArray, index, &element) != napi_ok ||
+        napi_get_typedarray_info(env, element, &type, &length, &data, nullptr, nullptr) != napi_ok || type != napi_uint8_array) {
       return ThrowTypeError(env, "buffers must hold Uint8Arrays (Buffers from allocate())");
     }
     views[index] = BufferView{static_cast<uint8_t*>(data), length};
   }
-  const double* descriptors = reinterpret_cast<const double*>(static_cast<const uint8_t*>(descriptorArray.ArrayBuffer().Data()) +
-                                                              descriptorArray.ByteOffset());
   napi_value promise;
   Failure failure;
-  if (!volume->Transfer(operation, descriptors, count, views.data(), bufferCount, bufferArray, &promise, &failure)) {
+  if (!volume->Transfer(operation, static_cast<const double*>(descriptorData), static_cast<uint32_t>(count), views.data(),
+                        bufferCount, bufferArray, &promise, &failure)) {
     ThrowFailure(env, failure, volume->path());
     return env.Undefined();
   }

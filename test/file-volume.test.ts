@@ -181,6 +181,22 @@ for (const ioPath of IO_PATHS) {
   })
 }
 
+test('callers waiting for a batch slot when close() is called get CUBBY_CLOSED; those in the shim complete', async (t) => {
+  const volume = await freshVolume(t, 'auto')
+  const buffer = volume.allocate(BLOCK_SIZE)
+  const extra = 20
+  const reads = Array.from({ length: constants.MAX_PENDING_BATCHES + extra }, () =>
+    volume.read([{ offset: 0, length: BLOCK_SIZE, buffer, bufferOffset: 0 }]),
+  )
+  await volume.close()
+  const outcomes = await Promise.allSettled(reads)
+  t.is(outcomes.filter((outcome) => outcome.status === 'fulfilled').length, constants.MAX_PENDING_BATCHES)
+  const refused = outcomes.filter((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected')
+  t.is(refused.length, extra)
+  t.true(refused.every((outcome) => (outcome.reason as { code?: string }).code === ErrorCode.CLOSED))
+  t.is(volume.stats().reads, constants.MAX_PENDING_BATCHES)
+})
+
 test('misaligned offsets, lengths, buffer offsets and plain Buffers are CUBBY_INVALID_ARGUMENT, and nothing is written', async (t) => {
   const volume = await freshVolume(t, 'auto')
   const sector = volume.sectorSize
