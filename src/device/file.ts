@@ -157,7 +157,7 @@ export class NativeVolume implements Volume {
     try {
       this.checkWritable()
       checkVolumeRequests(requests, this.sectorSize, this.currentSize, this.path)
-      await this.transfer(requests, true).catch(this.refuseWritesAfter)
+      await this.transfer(requests, true)
       this.counters.writes += requests.length
       for (const request of requests) this.counters.bytesWritten += request.length
     } finally {
@@ -171,7 +171,7 @@ export class NativeVolume implements Volume {
       this.checkOpen()
       if (this.readOnly) return
       this.checkWritable()
-      await this.inSlot(() => binding.sync(this.handle), true).catch(this.refuseWritesAfter)
+      await this.inSlot(true, this.syncNow, undefined)
       this.counters.syncs++
     } finally {
       this.operationDone()
@@ -184,7 +184,7 @@ export class NativeVolume implements Volume {
       this.checkWritable()
       if (length === 0) return
       checkByteRange(offset, length, this.sectorSize, this.currentSize, this.path)
-      await this.inSlot(() => binding.discard(this.handle, offset, length), true).catch(this.refuseWritesAfter)
+      await this.inSlot(true, this.discardNow, { offset, length })
       this.counters.discards++
     } finally {
       this.operationDone()
@@ -232,32 +232,58 @@ export class NativeVolume implements Volume {
     if (--this.operationsInFlight === 0) this.allOperationsDone?.()
   }
 
-  /**
-   * Runs a batch (split at MAX_BATCH_REQUESTS) and settles when every part
-   * has. Deliberately not async: the common path adds one promise to the
-   * shim's, so a read costs as few microtask turns as it can.
-   */
+  /** Runs a batch, split at MAX_BATCH_REQUESTS, and settles when every part has. */
   private transfer(requests: readonly VolumeRequest[], writing: boolean): Promise<void> {
     if (requests.length === 0) return Promise.resolve()
-    if (requests.length <= constants.MAX_BATCH_REQUESTS) return this.inSlot(() => this.submit(requests, 0, requests.length, writing), writing)
-    return this.transferInParts(requests, writing)
+    const submit = writing ? this.submitWrites : this.submitReads
+    if (requests.length <= constants.MAX_BATCH_REQUESTS) return this.inSlot(writing, submit, requests)
+    return this.transferInParts(requests, writing, submit)
   }
 
-  private async transferInParts(requests: readonly VolumeRequest[], writing: boolean): Promise<void> {
-    const limit = constants.MAX_BATCH_REQUESTS
+  private async transferInParts(requests: readonly VolumeRequest[], writing: boolean, submit: (part: readonly VolumeRequest[]) => Promise<void>): Promise<void> {
     const parts: Array<Promise<void>> = []
-    for (let start = 0; start < requests.length; start += limit) {
-      const end = Math.min(start + limit, requests.length)
-      parts.push(this.inSlot(() => this.submit(requests, start, end, writing), writing))
+    for (let start = 0; start < requests.length; start += constants.MAX_BATCH_REQUESTS) {
+      parts.push(this.inSlot(writing, submit, requests.slice(start, start + constants.MAX_BATCH_REQUESTS)))
     }
     const outcomes = await Promise.allSettled(parts)
     for (const outcome of outcomes) if (outcome.status === 'rejected') throw outcome.reason
   }
 
-  /** Encodes requests[start, end) as one descriptor array (see native/constants.h) and hands it to the shim. */
-  private submit(requests: readonly VolumeRequest[], start: number, end: number, writing: boolean): Promise<void> {
+  // The native calls inSlot runs, made once per volume: the hot path allocates no closures.
+  private readonly submitReads = (requests: readonly VolumeRequest[]): Promise<void> => this.submit(requests, false)
+  private readonly submitWrites = (requests: readonly VolumeRequest[]): Promise<void> => this.submit(requests, true)
+  private readonly syncNow = (): Promise<void> => binding.sync(this.handle)
+  private readonly discardNow = (range: { offset: number; length: number }): Promise<void> => binding.discard(this.handle, range.offset, range.length)
+
+  /**
+   * Runs one native batch, `call(argument)`, holding one of the
+   * MAX_PENDING_BATCHES slots (waiting for one, in order, if none is free),
+   * and maps its failure to a CubbyError. After a failed write, discard or
+   * sync (`writing`) the volume refuses writes: what reached the medium is
+   * unknown, and an fsync is never retried.
+   */
+  private async inSlot<T>(writing: boolean, call: (argument: T) => Promise<void>, argument: T): Promise<void> {
+    if (this.pendingBatches < constants.MAX_PENDING_BATCHES) this.pendingBatches++
+    else await new Promise<void>((resolve) => this.slotWaiters.push(resolve))
+    try {
+      if (this.closing !== undefined) throw closedError('volume')
+      await call(argument)
+    } catch (error) {
+      const failure = toCubbyError(error, writing)
+      if (writing && failure instanceof CubbyError && (failure.code === ErrorCode.IO || failure.code === ErrorCode.FULL)) this.failed = failure
+      throw failure
+    } finally {
+      // Hand the slot straight to the first waiter, if any (it stays counted).
+      const next = this.slotWaiters.shift()
+      if (next !== undefined) next()
+      else this.pendingBatches--
+    }
+  }
+
+  /** Encodes requests as one descriptor array (see native/constants.h) and hands it to the shim. */
+  private submit(requests: readonly VolumeRequest[], writing: boolean): Promise<void> {
     const fields = constants.DESCRIPTOR_FIELDS
-    const count = end - start
+    const count = requests.length
     if (this.descriptors.length < count * fields) {
       this.descriptors = new Float64Array(Math.min(constants.MAX_BATCH_REQUESTS, 2 ** Math.ceil(Math.log2(count))) * fields)
     }
@@ -266,7 +292,7 @@ export class NativeVolume implements Volume {
     const buffers: Buffer[] = []
     let previous: Buffer | undefined
     for (let index = 0; index < count; index++) {
-      const request = requests[start + index]!
+      const request = requests[index]!
       if (request.buffer !== previous) {
         buffers.push(request.buffer)
         previous = request.buffer
@@ -280,50 +306,6 @@ export class NativeVolume implements Volume {
     return writing ? binding.write(this.handle, descriptors, count, buffers) : binding.read(this.handle, descriptors, count, buffers)
   }
 
-  /** Runs `operation` (one native batch) holding one of the MAX_PENDING_BATCHES slots, waiting for one if need be. */
-  private inSlot(operation: () => Promise<void>, writing: boolean): Promise<void> {
-    if (this.pendingBatches >= constants.MAX_PENDING_BATCHES) return this.inSlotAfterWaiting(operation, writing)
-    this.pendingBatches++
-    let batch: Promise<void>
-    try {
-      batch = operation()
-    } catch (error) {
-      this.releaseSlot()
-      return Promise.reject(toCubbyError(error, writing))
-    }
-    return batch.then(
-      () => this.releaseSlot(),
-      (error: unknown) => {
-        this.releaseSlot()
-        throw toCubbyError(error, writing)
-      },
-    )
-  }
-
-  private async inSlotAfterWaiting(operation: () => Promise<void>, writing: boolean): Promise<void> {
-    await new Promise<void>((resolve) => this.slotWaiters.push(resolve))
-    // The slot was handed over by releaseSlot: pendingBatches already counts it.
-    this.pendingBatches--
-    if (this.closing !== undefined) {
-      this.releaseSlotToNext()
-      throw closedError('volume')
-    }
-    return this.inSlot(operation, writing)
-  }
-
-  /** A batch settled: hand its slot to the first waiter, if any. */
-  private releaseSlot(): void {
-    this.pendingBatches--
-    this.releaseSlotToNext()
-  }
-
-  private releaseSlotToNext(): void {
-    const next = this.slotWaiters.shift()
-    if (next === undefined) return
-    this.pendingBatches++
-    next()
-  }
-
   private checkOpen(): void {
     if (this.closing !== undefined) throw closedError('volume')
   }
@@ -334,12 +316,6 @@ export class NativeVolume implements Volume {
     if (this.failed !== undefined) {
       throw new CubbyError(ErrorCode.IO, `${this.path}: an earlier write or sync failed; reopen the volume`, { path: this.path, cause: this.failed })
     }
-  }
-
-  /** After any failed write, discard or sync the volume refuses writes: what reached the medium is unknown. */
-  private readonly refuseWritesAfter = (error: unknown): never => {
-    if (error instanceof CubbyError && (error.code === ErrorCode.IO || error.code === ErrorCode.FULL)) this.failed = error
-    throw error
   }
 }
 
