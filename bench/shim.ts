@@ -138,26 +138,22 @@ async function main(): Promise<void> {
       }
 
       console.log(`shim on ${ioPath} vs fio (io_uring engine)`)
-      console.log('workload        |    fio IOPS |   shim IOPS | ratio || fio p50 µs | shim p50 | ratio || fio p99 µs | shim p99 | ratio || shim CPU µs/IO')
+      console.log('workload       |   fio IOPS |  shim IOPS | ratio | fio p50 µs | shim p50 | ratio | fio p99 µs | shim p99 | ratio | shim CPU µs/IO')
       for (const { workload, fio, shim } of rows) {
-        console.log(
-          [
-            name(workload).padEnd(15),
-            format(fio.iops).padStart(11),
-            format(shim.iops).padStart(11),
-            format(shim.iops / fio.iops, 2).padStart(5),
-            '',
-            format(fio.latencyP50Microseconds, 1).padStart(10),
-            format(shim.latencyP50Microseconds, 1).padStart(8),
-            format(shim.latencyP50Microseconds / fio.latencyP50Microseconds, 2).padStart(5),
-            '',
-            format(fio.latencyP99Microseconds, 1).padStart(10),
-            format(shim.latencyP99Microseconds, 1).padStart(8),
-            format(shim.latencyP99Microseconds / fio.latencyP99Microseconds, 2).padStart(5),
-            '',
-            format(shim.cpuMicrosecondsPerIo ?? Number.NaN, 1).padStart(14),
-          ].join(' | '),
-        )
+        const columns = [
+          name(workload).padEnd(14),
+          format(fio.iops).padStart(10),
+          format(shim.iops).padStart(10),
+          format(shim.iops / fio.iops, 2).padStart(5),
+          format(fio.latencyP50Microseconds, 1).padStart(10),
+          format(shim.latencyP50Microseconds, 1).padStart(8),
+          format(shim.latencyP50Microseconds / fio.latencyP50Microseconds, 2).padStart(5),
+          format(fio.latencyP99Microseconds, 1).padStart(10),
+          format(shim.latencyP99Microseconds, 1).padStart(8),
+          format(shim.latencyP99Microseconds / fio.latencyP99Microseconds, 2).padStart(5),
+          format(shim.cpuMicrosecondsPerIo ?? Number.NaN, 1).padStart(14),
+        ]
+        console.log(columns.join(' | '))
       }
       console.log('')
       const readDeep = rows.find((row) => row.workload.operation === 'read' && row.workload.queueDepth === 32)!
