@@ -251,6 +251,10 @@ bool Volume::Sync(napi_value* promise, Failure* failure) {
     *failure = Failure::Of(ErrorKind::kClosed, path_ + " is closed");
     return false;
   }
+  if (openBatches_ >= kMaxPendingBatches) {
+    *failure = Failure::Of(ErrorKind::kInvalidArgument, path_ + ": too many batches pending");
+    return false;
+  }
   *promise = Accept(NewBatch(Operation::kSync, 1));
   return true;
 }

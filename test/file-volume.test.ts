@@ -140,6 +140,19 @@ for (const ioPath of IO_PATHS) {
     t.is(volume.stats().syncs, 1)
   })
 
+  test(`${ioPath}: a file truncated behind the volume's back gives CUBBY_IO at the end of file, not zeros`, async (t) => {
+    const volume = await freshVolume(t, ioPath, MIB)
+    const buffer = volume.allocate(2 * BLOCK_SIZE)
+    fillPattern(buffer, 14)
+    await volume.write([{ offset: 0, length: 2 * BLOCK_SIZE, buffer, bufferOffset: 0 }])
+    fs.truncateSync(volume.path, BLOCK_SIZE)
+    const out = volume.allocate(2 * BLOCK_SIZE)
+    const error = await t.throwsAsync(volume.read([{ offset: 0, length: 2 * BLOCK_SIZE, buffer: out, bufferOffset: 0 }]))
+    t.like(error, { code: ErrorCode.IO, path: volume.path })
+    t.regex((error as Error).message, /end of file/)
+    t.true(holdsPattern(out, 14, 0, BLOCK_SIZE), 'the bytes before the end were read')
+  })
+
   test(`${ioPath}: the block device and the fault injector stack on a native volume`, async (t) => {
     const faulty = new FaultyVolume(await freshVolume(t, ioPath))
     const device = await RawBlockDevice.create(faulty, 256)
