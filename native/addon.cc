@@ -48,6 +48,14 @@ void ThrowFailure(Napi::Env env, const Failure& failure, const std::string& path
   napi_throw(env, MakeJavaScriptError(env, failure, path));
 }
 
+// What an N-API entry returns for an operation the volume accepted (its
+// promise) or refused (undefined, with the failure thrown).
+Napi::Value PromiseOrThrow(Napi::Env env, const Volume& volume, bool accepted, napi_value promise, const Failure& failure) {
+  if (accepted) return Napi::Value(env, promise);
+  ThrowFailure(env, failure, volume.path());
+  return env.Undefined();
+}
+
 Napi::Value ThrowTypeError(Napi::Env env, const char* message) {
   Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
   return env.Undefined();
@@ -166,12 +174,9 @@ Napi::Value Transfer(const Napi::CallbackInfo& info, Operation operation) {
   }
   napi_value promise;
   Failure failure;
-  if (!volume->Transfer(operation, static_cast<const double*>(descriptorData), static_cast<uint32_t>(count), views.data(),
-                        bufferCount, bufferArray, &promise, &failure)) {
-    ThrowFailure(env, failure, volume->path());
-    return env.Undefined();
-  }
-  return Napi::Value(env, promise);
+  const bool accepted = volume->Transfer(operation, static_cast<const double*>(descriptorData), static_cast<uint32_t>(count),
+                                         views.data(), bufferCount, bufferArray, &promise, &failure);
+  return PromiseOrThrow(env, *volume, accepted, promise, failure);
 }
 
 Napi::Value Read(const Napi::CallbackInfo& info) { return Transfer(info, Operation::kRead); }
@@ -183,11 +188,8 @@ Napi::Value Sync(const Napi::CallbackInfo& info) {
   if (volume == nullptr) return env.Undefined();
   napi_value promise;
   Failure failure;
-  if (!volume->Sync(&promise, &failure)) {
-    ThrowFailure(env, failure, volume->path());
-    return env.Undefined();
-  }
-  return Napi::Value(env, promise);
+  const bool accepted = volume->Sync(&promise, &failure);
+  return PromiseOrThrow(env, *volume, accepted, promise, failure);
 }
 
 Napi::Value Discard(const Napi::CallbackInfo& info) {
@@ -197,11 +199,8 @@ Napi::Value Discard(const Napi::CallbackInfo& info) {
   if (volume == nullptr || !ByteCount(env, info[1], &offset) || !ByteCount(env, info[2], &length)) return env.Undefined();
   napi_value promise;
   Failure failure;
-  if (!volume->Discard(offset, length, &promise, &failure)) {
-    ThrowFailure(env, failure, volume->path());
-    return env.Undefined();
-  }
-  return Napi::Value(env, promise);
+  const bool accepted = volume->Discard(offset, length, &promise, &failure);
+  return PromiseOrThrow(env, *volume, accepted, promise, failure);
 }
 
 Napi::Value Grow(const Napi::CallbackInfo& info) {
