@@ -23,6 +23,7 @@
  * tests, benchmarks); block devices (./raw.ts) sit on top of it.
  */
 
+import { constants as bufferConstants } from 'node:buffer'
 import { promises as fs } from 'node:fs'
 import * as nodePath from 'node:path'
 import { CubbyError, ErrorCode, closedError, invalidArgument, type CubbyErrorCode } from '../errors'
@@ -41,6 +42,7 @@ export interface FileVolumeOptions {
   ioPath?: 'auto' | 'io_uring' | 'threadpool'
 }
 
+const MAX_LENGTH = bufferConstants.MAX_LENGTH
 const IO_PATHS: ReadonlyArray<NonNullable<FileVolumeOptions['ioPath']>> = ['auto', 'io_uring', 'threadpool']
 
 /** Maps an error from the shim to a CubbyError. `writing`: the operation changes the target (or opens it writable). */
@@ -135,8 +137,12 @@ export class NativeVolume implements Volume {
   }
 
   allocate(bytes: number): Buffer {
-    if (!Number.isSafeInteger(bytes) || bytes < 0) throw invalidArgument(`cannot allocate ${bytes} bytes`)
-    return binding.allocate(bytes)
+    if (!Number.isSafeInteger(bytes) || bytes < 0 || bytes > MAX_LENGTH) throw invalidArgument(`cannot allocate ${bytes} bytes`)
+    try {
+      return binding.allocate(bytes)
+    } catch (error) {
+      throw toCubbyError(error, false)
+    }
   }
 
   async read(requests: readonly VolumeRequest[]): Promise<void> {
