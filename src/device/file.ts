@@ -105,7 +105,7 @@ export class NativeVolume implements Volume {
   private currentSize: number
   private closing: Promise<void> | undefined
   private failed: CubbyError | undefined
-  /** Public operations begun and not yet settled; close() waits for them. */
+  /** Operations begun and not yet settled (inSlot calls and split batches); close() waits for them. */
   private operationsInFlight = 0
   private allOperationsDone: (() => void) | undefined
   /** Native batches in the shim (at most MAX_PENDING_BATCHES); slotWaiters wait for one. */
@@ -145,56 +145,46 @@ export class NativeVolume implements Volume {
     }
   }
 
-  async read(requests: readonly VolumeRequest[]): Promise<void> {
-    this.operationsInFlight++
+  read(requests: readonly VolumeRequest[]): Promise<void> {
     try {
       this.checkOpen()
       checkVolumeRequests(requests, this.sectorSize, this.currentSize, this.path)
-      await this.transfer(requests, false)
-      this.counters.reads += requests.length
-      for (const request of requests) this.counters.bytesRead += request.length
-    } finally {
-      this.operationDone()
+    } catch (error) {
+      return Promise.reject(error)
     }
+    return this.transfer(requests, false)
   }
 
-  async write(requests: readonly VolumeRequest[]): Promise<void> {
-    this.operationsInFlight++
+  write(requests: readonly VolumeRequest[]): Promise<void> {
     try {
       this.checkWritable()
       checkVolumeRequests(requests, this.sectorSize, this.currentSize, this.path)
-      await this.transfer(requests, true)
-      this.counters.writes += requests.length
-      for (const request of requests) this.counters.bytesWritten += request.length
-    } finally {
-      this.operationDone()
+    } catch (error) {
+      return Promise.reject(error)
     }
+    return this.transfer(requests, true)
   }
 
-  async sync(): Promise<void> {
-    this.operationsInFlight++
+  sync(): Promise<void> {
     try {
       this.checkOpen()
-      if (this.readOnly) return
+      if (this.readOnly) return Promise.resolve()
       this.checkWritable()
-      await this.inSlot(true, this.syncNow, undefined)
-      this.counters.syncs++
-    } finally {
-      this.operationDone()
+    } catch (error) {
+      return Promise.reject(error)
     }
+    return this.inSlot(true, this.syncNow, this.countSync, undefined)
   }
 
-  async discard(offset: number, length: number): Promise<void> {
-    this.operationsInFlight++
+  discard(offset: number, length: number): Promise<void> {
     try {
       this.checkWritable()
-      if (length === 0) return
+      if (length === 0) return Promise.resolve()
       checkByteRange(offset, length, this.sectorSize, this.currentSize, this.path)
-      await this.inSlot(true, this.discardNow, { offset, length })
-      this.counters.discards++
-    } finally {
-      this.operationDone()
+    } catch (error) {
+      return Promise.reject(error)
     }
+    return this.inSlot(true, this.discardNow, this.countDiscard, { offset, length })
   }
 
   async grow(size: number): Promise<void> {
@@ -242,47 +232,79 @@ export class NativeVolume implements Volume {
   private transfer(requests: readonly VolumeRequest[], writing: boolean): Promise<void> {
     if (requests.length === 0) return Promise.resolve()
     const submit = writing ? this.submitWrites : this.submitReads
-    if (requests.length <= constants.MAX_BATCH_REQUESTS) return this.inSlot(writing, submit, requests)
-    return this.transferInParts(requests, writing, submit)
+    const count = writing ? this.countWrites : this.countReads
+    if (requests.length <= constants.MAX_BATCH_REQUESTS) return this.inSlot(writing, submit, count, requests)
+    return this.transferInParts(requests, writing, submit, count)
   }
 
-  private async transferInParts(requests: readonly VolumeRequest[], writing: boolean, submit: (part: readonly VolumeRequest[]) => Promise<void>): Promise<void> {
-    const parts: Array<Promise<void>> = []
-    for (let start = 0; start < requests.length; start += constants.MAX_BATCH_REQUESTS) {
-      parts.push(this.inSlot(writing, submit, requests.slice(start, start + constants.MAX_BATCH_REQUESTS)))
+  private async transferInParts(
+    requests: readonly VolumeRequest[],
+    writing: boolean,
+    submit: (part: readonly VolumeRequest[]) => Promise<void>,
+    count: (part: readonly VolumeRequest[]) => void,
+  ): Promise<void> {
+    this.operationsInFlight++
+    try {
+      const parts: Array<Promise<void>> = []
+      for (let start = 0; start < requests.length; start += constants.MAX_BATCH_REQUESTS) {
+        parts.push(this.inSlot(writing, submit, count, requests.slice(start, start + constants.MAX_BATCH_REQUESTS)))
+      }
+      const outcomes = await Promise.allSettled(parts)
+      for (const outcome of outcomes) if (outcome.status === 'rejected') throw outcome.reason
+    } finally {
+      this.operationDone()
     }
-    const outcomes = await Promise.allSettled(parts)
-    for (const outcome of outcomes) if (outcome.status === 'rejected') throw outcome.reason
   }
 
-  // The native calls inSlot runs, made once per volume: the hot path allocates no closures.
+  // What inSlot runs and counts, made once per volume: a batch allocates no closures.
   private readonly submitReads = (requests: readonly VolumeRequest[]): Promise<void> => this.submit(requests, false)
   private readonly submitWrites = (requests: readonly VolumeRequest[]): Promise<void> => this.submit(requests, true)
   private readonly syncNow = (): Promise<void> => binding.sync(this.handle)
   private readonly discardNow = (range: { offset: number; length: number }): Promise<void> => binding.discard(this.handle, range.offset, range.length)
+  private readonly countReads = (requests: readonly VolumeRequest[]): void => {
+    this.counters.reads += requests.length
+    for (let index = 0; index < requests.length; index++) this.counters.bytesRead += requests[index]!.length
+  }
+  private readonly countWrites = (requests: readonly VolumeRequest[]): void => {
+    this.counters.writes += requests.length
+    for (let index = 0; index < requests.length; index++) this.counters.bytesWritten += requests[index]!.length
+  }
+  private readonly countSync = (): void => {
+    this.counters.syncs++
+  }
+  private readonly countDiscard = (): void => {
+    this.counters.discards++
+  }
 
   /**
-   * Runs one native batch, `call(argument)`, holding one of the
-   * MAX_PENDING_BATCHES slots (waiting for one, in order, if none is free),
-   * and maps its failure to a CubbyError. After a failed write, discard or
-   * sync (`writing`) the volume refuses writes: what reached the medium is
-   * unknown, and an fsync is never retried.
+   * The one asynchronous step of every operation: runs one native batch,
+   * `call(argument)`, holding one of the MAX_PENDING_BATCHES slots (waiting
+   * for one, in order, if none is free), maps its failure to a CubbyError,
+   * and counts it when it succeeds. After a failed write, discard or sync
+   * (`writing`) the volume refuses writes: what reached the medium is
+   * unknown, and an fsync is never retried. close() waits for every call.
    */
-  private async inSlot<T>(writing: boolean, call: (argument: T) => Promise<void>, argument: T): Promise<void> {
-    if (this.pendingBatches < constants.MAX_PENDING_BATCHES) this.pendingBatches++
-    else await new Promise<void>((resolve) => this.slotWaiters.push(resolve))
+  private async inSlot<T>(writing: boolean, call: (argument: T) => Promise<void>, count: (argument: T) => void, argument: T): Promise<void> {
+    this.operationsInFlight++
     try {
-      if (this.closing !== undefined) throw closedError('volume')
-      await call(argument)
-    } catch (error) {
-      const failure = toCubbyError(error, writing)
-      if (writing && failure instanceof CubbyError && (failure.code === ErrorCode.IO || failure.code === ErrorCode.FULL)) this.failed = failure
-      throw failure
+      if (this.pendingBatches < constants.MAX_PENDING_BATCHES) this.pendingBatches++
+      else await new Promise<void>((resolve) => this.slotWaiters.push(resolve))
+      try {
+        if (this.closing !== undefined) throw closedError('volume')
+        await call(argument)
+      } catch (error) {
+        const failure = toCubbyError(error, writing)
+        if (writing && failure instanceof CubbyError && (failure.code === ErrorCode.IO || failure.code === ErrorCode.FULL)) this.failed = failure
+        throw failure
+      } finally {
+        // Hand the slot straight to the first waiter, if any (it stays counted).
+        const next = this.slotWaiters.shift()
+        if (next !== undefined) next()
+        else this.pendingBatches--
+      }
+      count(argument)
     } finally {
-      // Hand the slot straight to the first waiter, if any (it stays counted).
-      const next = this.slotWaiters.shift()
-      if (next !== undefined) next()
-      else this.pendingBatches--
+      this.operationDone()
     }
   }
 
@@ -294,9 +316,10 @@ export class NativeVolume implements Volume {
       this.descriptors = new Float64Array(Math.min(constants.MAX_BATCH_REQUESTS, 2 ** Math.ceil(Math.log2(count))) * fields)
     }
     const descriptors = this.descriptors
-    // Consecutive requests into the same buffer (the usual case) share one entry.
-    const buffers: Buffer[] = []
-    let previous: Buffer | undefined
+    // Consecutive requests into the same buffer (the usual case) share one
+    // entry; a one-element literal keeps the usual array at its smallest.
+    let previous = requests[0]!.buffer
+    const buffers: Buffer[] = [previous]
     for (let index = 0; index < count; index++) {
       const request = requests[index]!
       if (request.buffer !== previous) {
