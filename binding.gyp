@@ -4,6 +4,7 @@
       "target_name": "cubbydb",
       "sources": [
         "native/addon.cc",
+        "native/allocation.cc",
         "native/crc32c.cc",
         "native/failure.cc",
         "native/file.cc",

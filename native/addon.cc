@@ -31,6 +31,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "allocation.h"
 #include "constants.h"
 #include "crc32c.h"
 #include "volume.h"
@@ -164,18 +165,18 @@ Napi::Value Transfer(const Napi::CallbackInfo& info, Operation operation) {
   if (views.size() < bufferCount) views.resize(bufferCount);
   for (uint32_t index = 0; index < bufferCount; index++) {
     napi_value element;
-    size_t length;
-    void* data;
+    BufferView& view = views[index];
     if (napi_get_element(env, bufferArray, index, &element) != napi_ok ||
-        napi_get_typedarray_info(env, element, &type, &length, &data, nullptr, nullptr) != napi_ok || type != napi_uint8_array) {
-      return ThrowTypeError(env, "buffers must hold Uint8Arrays (Buffers from allocate())");
+        (view.allocation = FindAllocation(env, element, &view.data, &view.length)) == nullptr) {
+      ThrowFailure(env, Failure::Of(ErrorKind::kInvalidArgument, Message(volume->path(), ": buffer ", index, " does not come from allocate()")),
+                   volume->path());
+      return env.Undefined();
     }
-    views[index] = BufferView{static_cast<uint8_t*>(data), length};
   }
   napi_value promise;
   Failure failure;
   const bool accepted = volume->Transfer(operation, static_cast<const double*>(descriptorData), static_cast<uint32_t>(count),
-                                         views.data(), bufferCount, bufferArray, &promise, &failure);
+                                         views.data(), bufferCount, &promise, &failure);
   return PromiseOrThrow(env, *volume, accepted, promise, failure);
 }
 
@@ -233,8 +234,9 @@ Napi::Value Close(const Napi::CallbackInfo& info) {
   return Napi::Value(env, volume->Close());
 }
 
-// allocate(bytes): memory the shim owns, aligned for direct I/O, freed when
-// the Buffer is collected. V8 is told of it so that it paces collection.
+// allocate(bytes): memory the shim owns (allocation.h), aligned for direct
+// I/O, freed when neither the Buffer nor a batch in flight uses it. V8 is
+// told of it so that it paces collection.
 Napi::Value Allocate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() != 1 || !info[0].IsNumber()) return ThrowTypeError(env, "allocate(bytes) expects a number");
@@ -244,27 +246,13 @@ Napi::Value Allocate(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   const size_t bytes = static_cast<size_t>(requested);
-  if (bytes == 0) return Napi::Buffer<uint8_t>::New(env, 0);
-  void* data = nullptr;
-  if (posix_memalign(&data, kBufferAlignment, bytes) != 0) {
-    Failure failure = Failure::System(ENOMEM, "posix_memalign");
-    failure.message = Message("cannot allocate ", bytes, " aligned bytes: ", DescribeErrno(ENOMEM));
+  napi_value buffer;
+  if (!NewAllocation(env, bytes, &buffer)) {
+    Failure failure = Failure::System(errno, "posix_memalign");
+    failure.message = Message("cannot allocate ", bytes, " aligned bytes: ", DescribeErrno(errno));
     ThrowFailure(env, failure, "");
     return env.Undefined();
   }
-  std::memset(data, 0, bytes);
-  const napi_finalize release = [](napi_env finalizingEnv, void* finalizeData, void* hint) {
-    std::free(finalizeData);
-    int64_t adjusted;
-    napi_adjust_external_memory(finalizingEnv, -static_cast<int64_t>(reinterpret_cast<uintptr_t>(hint)), &adjusted);
-  };
-  napi_value buffer;
-  if (napi_create_external_buffer(env, bytes, data, release, reinterpret_cast<void*>(static_cast<uintptr_t>(bytes)), &buffer) != napi_ok) {
-    std::free(data);
-    return env.Undefined();
-  }
-  int64_t adjusted;
-  napi_adjust_external_memory(env, static_cast<int64_t>(bytes), &adjusted);
   return Napi::Value(env, buffer);
 }
 

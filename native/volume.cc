@@ -191,7 +191,7 @@ void Volume::Recycle(Batch* batch) {
 }
 
 bool Volume::Transfer(Operation operation, const double* descriptors, uint32_t count, const BufferView* buffers,
-                      uint32_t bufferCount, napi_value keepAlive, napi_value* promise, Failure* failure) {
+                      uint32_t bufferCount, napi_value* promise, Failure* failure) {
   if (closing_) {
     *failure = Failure::Of(ErrorKind::kClosed, path_ + " is closed");
     return false;
@@ -240,7 +240,10 @@ bool Volume::Transfer(Operation operation, const double* descriptors, uint32_t c
     request.offset = offset;
     request.length = length;
   }
-  Check(napi_create_reference(env_, keepAlive, 1, &batch->keepAlive), "keep buffers alive");
+  for (uint32_t index = 0; index < bufferCount; index++) {
+    Pin(buffers[index].allocation);
+    batch->pinned.push_back(buffers[index].allocation);
+  }
   *promise = Accept(batch);
   return true;
 }
@@ -416,7 +419,10 @@ void Volume::OnRingCompletion(const io_uring_cqe& completion) {
   Request* request = reinterpret_cast<Request*>(static_cast<uintptr_t>(completion.user_data));
   inFlight_--;
   ringInFlight_--;
-  if (draining_) return;
+  if (draining_) {
+    FinishRequest(request);
+    return;
+  }
   const Operation operation = request->batch->operation;
   if (completion.res < 0) {
     const int error = -completion.res;
@@ -449,7 +455,6 @@ void Volume::OnRingCompletion(const io_uring_cqe& completion) {
 void Volume::OnWorkerResult(Request* request) {
   inFlight_--;
   poolInFlight_--;
-  if (draining_) return;
   if (request->failed) FailRequest(request);
   else FinishRequest(request);
 }
@@ -481,12 +486,17 @@ void Volume::SettleBatches() {
       Check(napi_reject_deferred(env_, batch->deferred, MakeJavaScriptError(env_, DescribeRequestFailure(*batch), path_)),
             "napi_reject_deferred");
     }
-    if (batch->keepAlive != nullptr) Check(napi_delete_reference(env_, batch->keepAlive), "release buffers");
-    batch->keepAlive = nullptr;
     batch->deferred = nullptr;
-    Recycle(batch);
+    ReleaseBatch(batch);
     EndWork();
   }
+}
+
+// Unpins a finished batch's memory and keeps the record for reuse.
+void Volume::ReleaseBatch(Batch* batch) {
+  for (AllocationHeader* allocation : batch->pinned) Unpin(env_, allocation);
+  batch->pinned.clear();
+  Recycle(batch);
 }
 
 void Volume::BeginWork() {
@@ -638,14 +648,19 @@ Request* Volume::TakeWorkerResults() {
 
 // ---- teardown (main thread) ----
 
+// Teardown without JavaScript: waits for every request in flight, skips the
+// ones not yet issued, and releases every open batch (unpinning its memory)
+// without settling its promise, which nobody can observe any more.
 void Volume::DrainSynchronously() {
   draining_ = true;
   if (ring_ != nullptr) {
-    ring_->Withdraw([&](uint64_t) {
+    ring_->Withdraw([&](uint64_t userData) {
       inFlight_--;
       ringInFlight_--;
+      FinishRequest(reinterpret_cast<Request*>(static_cast<uintptr_t>(userData)));
     });
   }
+  for (Request* request = NextRequest(); request != nullptr; request = NextRequest()) FinishRequest(request);
   while (inFlight_ > 0) {
     if (ringInFlight_ > 0) {
       Failure failure;
@@ -662,6 +677,11 @@ void Volume::DrainSynchronously() {
       OnWorkerResult(request);
       request = next;
     }
+  }
+  while (settledHead_ != nullptr) {
+    Batch* batch = std::exchange(settledHead_, settledHead_->nextSettled);
+    ReleaseBatch(batch);
+    openBatches_--;
   }
 }
 

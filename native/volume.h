@@ -44,6 +44,7 @@
 #include <string>
 #include <vector>
 
+#include "allocation.h"
 #include "failure.h"
 #include "file.h"
 #include "thread_pool.h"
@@ -55,10 +56,11 @@ enum class IoPathChoice : uint8_t { kAuto, kIoUring, kThreadPool };
 
 enum class Operation : uint8_t { kRead, kWrite, kSync, kDiscard };
 
-// A caller's buffer, as seen at submission.
+// A caller's buffer, as seen at submission: the span of a Buffer from allocate().
 struct BufferView {
   uint8_t* data = nullptr;
   size_t length = 0;
+  AllocationHeader* allocation = nullptr;
 };
 
 class Volume;
@@ -84,7 +86,7 @@ struct Batch {
   uint32_t finished = 0;          // completed, failed or skipped
   int64_t failedIndex = -1;       // first request that failed
   napi_deferred deferred = nullptr;
-  napi_ref keepAlive = nullptr;   // the caller's buffer array, until the batch settles
+  std::vector<AllocationHeader*> pinned;  // the memory its requests use, until it settles or is drained
   Batch* nextWaiting = nullptr;   // link in Volume::waiting*
   Batch* nextSettled = nullptr;   // link in Volume::settled*, or the free list
 };
@@ -107,11 +109,11 @@ class Volume {
   const std::string& ringUnavailableReason() const { return ringUnavailableReason_; }
 
   // Accepts a read or write batch described by `descriptors` (see
-  // kDescriptorFields) over `buffers`; `keepAlive` is the JavaScript array
-  // holding those buffers. Returns the batch's promise, or false with
-  // `failure` when the batch is refused before any I/O.
+  // kDescriptorFields) over `buffers`, whose memory it pins until the batch
+  // settles. Returns the batch's promise, or false with `failure` when the
+  // batch is refused before any I/O.
   bool Transfer(Operation operation, const double* descriptors, uint32_t count, const BufferView* buffers,
-                uint32_t bufferCount, napi_value keepAlive, napi_value* promise, Failure* failure);
+                uint32_t bufferCount, napi_value* promise, Failure* failure);
   bool Sync(napi_value* promise, Failure* failure);
   bool Discard(uint64_t offset, uint64_t length, napi_value* promise, Failure* failure);
   bool Grow(uint64_t size, Failure* failure);
@@ -138,6 +140,7 @@ class Volume {
   void OnRingCompletion(const io_uring_cqe& completion);
   void OnWorkerResult(Request* request);
   void SettleBatches();
+  void ReleaseBatch(Batch* batch);
   Failure DescribeRequestFailure(const Batch& batch) const;
   void Recycle(Batch* batch);
   void BeginWork();

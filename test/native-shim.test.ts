@@ -88,7 +88,11 @@ for (const ioPath of IO_PATHS) {
     t.teardown(() => binding.close(opened.handle))
     const buffer = binding.allocate(8192)
     t.throws(() => binding.read(opened.handle, descriptors([0, 4096, 0, 0]), 2, [buffer]), { instanceOf: TypeError })
-    t.throws(() => binding.read(opened.handle, new Float64Array(4), 1, [buffer.subarray(0, 0).buffer as never]), { instanceOf: TypeError })
+    for (const notOurs of [buffer.buffer as never, Buffer.alloc(8192), new Uint16Array(buffer.buffer) as never]) {
+      const error = t.throws(() => binding.read(opened.handle, descriptors([0, 4096, 0, 0]), 1, [notOurs]))
+      t.true(isNativeError(error) && error.kind === constants.ERROR_KINDS.INVALID_ARGUMENT)
+      t.regex((error as Error).message, /does not come from allocate\(\)/)
+    }
     const cases: Array<[string, Float64Array]> = [
       ['fractional offset', descriptors([0.5, 4096, 0, 0])],
       ['negative length', descriptors([0, -4096, 0, 0])],
