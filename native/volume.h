@@ -31,7 +31,9 @@
 // freed once its uv handles have closed and the JavaScript handle has been
 // finalized. If the handle is collected, or the environment torn down, while
 // the volume is open, in-flight I/O is waited for synchronously before the fd
-// is closed, so no kernel or worker ever writes into freed memory.
+// is closed. The memory a batch reads or writes is pinned (allocation.h)
+// until the batch settles or is drained, so no kernel or worker ever touches
+// freed memory, in whatever order Node finalizes Buffers.
 #pragma once
 
 #include <node_api.h>
