@@ -1,11 +1,12 @@
 /**
  * bench:shim: the native shim's 4 KiB random read and write, at queue depth
  * 1 and 32, through a NativeVolume, measured beside fio on the same file in
- * the same run. Each figure is a median over rounds, and each round runs fio
- * and the shim back to back (alternating which goes first), so that noise
- * from other work on the machine hits both alike.
+ * the same run. Each workload runs as several pairs of short runs, fio and
+ * the shim back to back (alternating which goes first), so that load from
+ * other work on the machine hits both alike; figures are medians over the
+ * pairs, and each ratio is the median of the pairs' own ratios.
  *
- *   npm run bench:shim -- [--file PATH] [--size 2g] [--seconds 5] [--rounds 3] [--paths io_uring,threadpool]
+ *   npm run bench:shim -- [--file PATH] [--size 2g] [--seconds 2] [--pairs 8] [--paths io_uring,threadpool]
  *
  * The file (default: cubbydb-bench-shim.img in os.tmpdir()) is created and
  * filled once with non-zero data, so reads hit the device rather than holes.
@@ -27,7 +28,7 @@ interface Options {
   file: string
   sizeBytes: number
   seconds: number
-  rounds: number
+  pairs: number
   paths: Array<'io_uring' | 'threadpool'>
 }
 
@@ -46,7 +47,7 @@ function parseBytes(text: string): number {
 }
 
 function parseOptions(argv: string[]): Options {
-  const options: Options = { file: path.join(os.tmpdir(), 'cubbydb-bench-shim.img'), sizeBytes: 2 * 2 ** 30, seconds: 5, rounds: 3, paths: ['io_uring'] }
+  const options: Options = { file: path.join(os.tmpdir(), 'cubbydb-bench-shim.img'), sizeBytes: 2 * 2 ** 30, seconds: 2, pairs: 8, paths: ['io_uring'] }
   for (let index = 0; index < argv.length; index += 2) {
     const value = argv[index + 1]
     if (value === undefined) throw new Error(`${argv[index]} needs a value`)
@@ -54,7 +55,7 @@ function parseOptions(argv: string[]): Options {
       case '--file': options.file = value; break
       case '--size': options.sizeBytes = parseBytes(value); break
       case '--seconds': options.seconds = Number(value); break
-      case '--rounds': options.rounds = Number(value); break
+      case '--pairs': options.pairs = Number(value); break
       case '--paths': options.paths = value.split(',') as Options['paths']; break
       default: throw new Error(`unknown option ${argv[index]}`)
     }
@@ -92,14 +93,27 @@ function median(values: number[]): number {
   return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
 }
 
-function summarize(results: WorkloadResult[]): WorkloadResult {
-  const pick = (key: keyof WorkloadResult) => median(results.map((result) => result[key] ?? Number.NaN))
+interface Row {
+  workload: Workload
+  fio: WorkloadResult
+  shim: WorkloadResult
+  /** Median over the pairs of shim / fio. */
+  ratios: WorkloadResult
+}
+
+/** Medians of each figure over the pairs, and the medians of the pairs' shim/fio ratios. */
+function summarize(workload: Workload, pairs: Array<{ fio: WorkloadResult; shim: WorkloadResult }>): Row {
+  const keys = ['iops', 'latencyMeanMicroseconds', 'latencyP50Microseconds', 'latencyP99Microseconds', 'cpuMicrosecondsPerIo'] as const
+  const medians = (pick: (pair: { fio: WorkloadResult; shim: WorkloadResult }, key: (typeof keys)[number]) => number): WorkloadResult => {
+    const result = {} as Record<(typeof keys)[number], number>
+    for (const key of keys) result[key] = median(pairs.map((pair) => pick(pair, key)))
+    return result
+  }
   return {
-    iops: pick('iops'),
-    latencyMeanMicroseconds: pick('latencyMeanMicroseconds'),
-    latencyP50Microseconds: pick('latencyP50Microseconds'),
-    latencyP99Microseconds: pick('latencyP99Microseconds'),
-    cpuMicrosecondsPerIo: pick('cpuMicrosecondsPerIo'),
+    workload,
+    fio: medians((pair, key) => pair.fio[key] ?? Number.NaN),
+    shim: medians((pair, key) => pair.shim[key] ?? Number.NaN),
+    ratios: medians((pair, key) => (pair.shim[key] ?? Number.NaN) / (pair.fio[key] ?? Number.NaN)),
   }
 }
 
@@ -116,41 +130,42 @@ async function main(): Promise<void> {
   ensureFio()
   await prepareFile(options)
   console.log(`${fioVersion()}, Node ${process.version}, Linux ${os.release()}, ${os.cpus().length} CPUs`)
-  console.log(`file ${options.file}, ${options.sizeBytes / 2 ** 20} MiB, ${IO_BYTES}-byte I/O, O_DIRECT; ${options.rounds} rounds of ${options.seconds} s; medians\n`)
+  console.log(
+    `file ${options.file}, ${options.sizeBytes / 2 ** 20} MiB, ${IO_BYTES}-byte I/O, O_DIRECT; ${options.pairs} pairs of ${options.seconds} s runs per workload; medians\n`,
+  )
 
   const verdicts: string[] = []
   for (const ioPath of options.paths) {
     const volume: NativeVolume = await openFileVolume(options.file, { ioPath })
     try {
       if (!volume.directIo) throw new Error(`${options.file} is on a file system without O_DIRECT: the numbers would be the page cache's`)
-      const rows: Array<{ workload: Workload; fio: WorkloadResult; shim: WorkloadResult }> = []
+      const rows: Row[] = []
       for (const workload of WORKLOADS) {
-        const fioRuns: WorkloadResult[] = []
-        const shimRuns: WorkloadResult[] = []
-        await runShim(volume, workload, 0.5)
-        for (let round = 0; round < options.rounds; round++) {
-          const runFioNow = () => fioRuns.push(runFio(options.file, options.sizeBytes, workload, options.seconds))
-          if (round % 2 === 0) runFioNow()
-          shimRuns.push(await runShim(volume, workload, options.seconds))
-          if (round % 2 === 1) runFioNow()
+        const pairs: Array<{ fio: WorkloadResult; shim: WorkloadResult }> = []
+        await runShim(volume, workload, 1)
+        for (let pair = 0; pair < options.pairs; pair++) {
+          const runFioNow = () => runFio(options.file, options.sizeBytes, workload, options.seconds)
+          const fioFirst = pair % 2 === 0 ? runFioNow() : undefined
+          const shim = await runShim(volume, workload, options.seconds)
+          pairs.push({ fio: fioFirst ?? runFioNow(), shim })
         }
-        rows.push({ workload, fio: summarize(fioRuns), shim: summarize(shimRuns) })
+        rows.push(summarize(workload, pairs))
       }
 
       console.log(`shim on ${ioPath} vs fio (io_uring engine)`)
       console.log('workload       |   fio IOPS |  shim IOPS | ratio | fio p50 µs | shim p50 | ratio | fio p99 µs | shim p99 | ratio | shim CPU µs/IO')
-      for (const { workload, fio, shim } of rows) {
+      for (const { workload, fio, shim, ratios } of rows) {
         const columns = [
           name(workload).padEnd(14),
           format(fio.iops).padStart(10),
           format(shim.iops).padStart(10),
-          format(shim.iops / fio.iops, 2).padStart(5),
+          format(ratios.iops, 2).padStart(5),
           format(fio.latencyP50Microseconds, 1).padStart(10),
           format(shim.latencyP50Microseconds, 1).padStart(8),
-          format(shim.latencyP50Microseconds / fio.latencyP50Microseconds, 2).padStart(5),
+          format(ratios.latencyP50Microseconds, 2).padStart(5),
           format(fio.latencyP99Microseconds, 1).padStart(10),
           format(shim.latencyP99Microseconds, 1).padStart(8),
-          format(shim.latencyP99Microseconds / fio.latencyP99Microseconds, 2).padStart(5),
+          format(ratios.latencyP99Microseconds, 2).padStart(5),
           format(shim.cpuMicrosecondsPerIo ?? Number.NaN, 1).padStart(14),
         ]
         console.log(columns.join(' | '))
@@ -158,9 +173,9 @@ async function main(): Promise<void> {
       console.log('')
       const readDeep = rows.find((row) => row.workload.operation === 'read' && row.workload.queueDepth === 32)!
       const readShallow = rows.find((row) => row.workload.operation === 'read' && row.workload.queueDepth === 1)!
-      const iopsRatio = readDeep.shim.iops / readDeep.fio.iops
-      const latencyRatio = readShallow.shim.latencyP50Microseconds / readShallow.fio.latencyP50Microseconds
-      const meanRatio = readShallow.shim.latencyMeanMicroseconds / readShallow.fio.latencyMeanMicroseconds
+      const iopsRatio = readDeep.ratios.iops
+      const latencyRatio = readShallow.ratios.latencyP50Microseconds
+      const meanRatio = readShallow.ratios.latencyMeanMicroseconds
       verdicts.push(`${ioPath}: randread QD32 IOPS ${format(iopsRatio, 2)}x fio (target >= 0.80): ${iopsRatio >= 0.8 ? 'met' : 'NOT met'}`)
       verdicts.push(
         `${ioPath}: randread QD1 latency p50 ${format(latencyRatio, 2)}x fio, mean ${format(meanRatio, 2)}x (target <= 1.30): ${latencyRatio <= 1.3 ? 'met' : 'NOT met'}`,
