@@ -190,22 +190,35 @@ void Volume::Recycle(Batch* batch) {
   freeBatchCount_++;
 }
 
-bool Volume::Transfer(Operation operation, const double* descriptors, uint32_t count, const BufferView* buffers,
-                      uint32_t bufferCount, napi_value* promise, Failure* failure) {
+// Whether the volume can be used: open, and writable if `writing`.
+bool Volume::Usable(bool writing, Failure* failure) const {
   if (closing_) {
     *failure = Failure::Of(ErrorKind::kClosed, path_ + " is closed");
     return false;
   }
-  if (operation == Operation::kWrite && readOnly_) {
+  if (writing && readOnly_) {
     *failure = Failure::Of(ErrorKind::kReadOnly, path_ + " is open read-only");
     return false;
   }
-  if (count == 0 || count > kMaxBatchRequests) {
-    *failure = Failure::Of(ErrorKind::kInvalidArgument, Message("a batch holds 1 to ", kMaxBatchRequests, " requests, not ", count));
-    return false;
-  }
+  return true;
+}
+
+// Whether the volume takes another batch: usable, and under kMaxPendingBatches
+// (NativeVolume waits for a slot rather than going past it).
+bool Volume::Admit(bool writing, Failure* failure) const {
+  if (!Usable(writing, failure)) return false;
   if (openBatches_ >= kMaxPendingBatches) {
     *failure = Failure::Of(ErrorKind::kInvalidArgument, Message(path_, ": ", kMaxPendingBatches, " batches are already pending; wait for one to settle"));
+    return false;
+  }
+  return true;
+}
+
+bool Volume::Transfer(Operation operation, const double* descriptors, uint32_t count, const BufferView* buffers,
+                      uint32_t bufferCount, napi_value* promise, Failure* failure) {
+  if (!Admit(operation == Operation::kWrite, failure)) return false;
+  if (count == 0 || count > kMaxBatchRequests) {
+    *failure = Failure::Of(ErrorKind::kInvalidArgument, Message("a batch holds 1 to ", kMaxBatchRequests, " requests, not ", count));
     return false;
   }
   const uint64_t sector = target_.sectorSize;
@@ -249,34 +262,16 @@ bool Volume::Transfer(Operation operation, const double* descriptors, uint32_t c
 }
 
 bool Volume::Sync(napi_value* promise, Failure* failure) {
-  if (closing_) {
-    *failure = Failure::Of(ErrorKind::kClosed, path_ + " is closed");
-    return false;
-  }
-  if (openBatches_ >= kMaxPendingBatches) {
-    *failure = Failure::Of(ErrorKind::kInvalidArgument, path_ + ": too many batches pending");
-    return false;
-  }
+  if (!Admit(false, failure)) return false;
   *promise = Accept(NewBatch(Operation::kSync, 1));
   return true;
 }
 
 bool Volume::Discard(uint64_t offset, uint64_t length, napi_value* promise, Failure* failure) {
-  if (closing_) {
-    *failure = Failure::Of(ErrorKind::kClosed, path_ + " is closed");
-    return false;
-  }
-  if (readOnly_) {
-    *failure = Failure::Of(ErrorKind::kReadOnly, path_ + " is open read-only");
-    return false;
-  }
+  if (!Admit(true, failure)) return false;
   const uint64_t sector = target_.sectorSize;
   if (length == 0 || offset % sector != 0 || length % sector != 0 || offset > target_.size || length > target_.size - offset) {
     *failure = Failure::Of(ErrorKind::kInvalidArgument, Message(path_, ": cannot discard ", Range(offset, length), " of a ", target_.size, "-byte volume with ", sector, "-byte sectors"));
-    return false;
-  }
-  if (openBatches_ >= kMaxPendingBatches) {
-    *failure = Failure::Of(ErrorKind::kInvalidArgument, path_ + ": too many batches pending");
     return false;
   }
   Batch* batch = NewBatch(Operation::kDiscard, 1);
@@ -287,14 +282,7 @@ bool Volume::Discard(uint64_t offset, uint64_t length, napi_value* promise, Fail
 }
 
 bool Volume::Grow(uint64_t size, Failure* failure) {
-  if (closing_) {
-    *failure = Failure::Of(ErrorKind::kClosed, path_ + " is closed");
-    return false;
-  }
-  if (readOnly_) {
-    *failure = Failure::Of(ErrorKind::kReadOnly, path_ + " is open read-only");
-    return false;
-  }
+  if (!Usable(true, failure)) return false;
   if (target_.kind != TargetKind::kFile || size % target_.sectorSize != 0) {
     *failure = Failure::Of(ErrorKind::kInvalidArgument, Message(path_, ": cannot grow to ", size, " bytes"));
     return false;
@@ -306,10 +294,7 @@ bool Volume::Grow(uint64_t size, Failure* failure) {
 }
 
 bool Volume::AllocatedBytes(uint64_t* bytes, Failure* failure) {
-  if (closing_) {
-    *failure = Failure::Of(ErrorKind::kClosed, path_ + " is closed");
-    return false;
-  }
+  if (!Usable(false, failure)) return false;
   return cubby::AllocatedBytes(target_.fd, target_.kind, target_.size, bytes, failure);
 }
 

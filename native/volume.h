@@ -130,6 +130,8 @@ class Volume {
   Volume(napi_env env, std::string path);
   ~Volume();
 
+  bool Usable(bool writing, Failure* failure) const;
+  bool Admit(bool writing, Failure* failure) const;
   Batch* NewBatch(Operation operation, uint32_t count);
   napi_value Accept(Batch* batch);
   void Issue();
