@@ -8,7 +8,8 @@
 //
 // Opening takes, in order: the open(2) of the path (O_CLOEXEC, O_RDWR or
 // O_RDONLY, O_CREAT when asked); for a block device a second open with
-// O_EXCL | O_DIRECT, which fails with EBUSY when it is mounted or held; for a
+// O_EXCL | O_DIRECT, which fails with EBUSY when it is mounted or held, and a
+// BLKROGET check that refuses a writable open of a read-only device; for a
 // file O_DIRECT through fcntl(F_SETFL), whose EINVAL means the file system
 // cannot do direct I/O (then either a plain error that says so, or buffered
 // I/O if the caller allowed it); an exclusive flock (LOCK_EX | LOCK_NB), which
