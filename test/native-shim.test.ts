@@ -169,15 +169,24 @@ test('a worker thread that ends with volumes open, busy or idle, releases them (
       if (index < 2) for (let n = 0; n < 16; n++) { descriptor[constants.DESCRIPTOR_OFFSET] = n << 20; binding.write(opened.handle, descriptor, 1, [buffer]) }
       binding.sync(opened.handle)
     }
-    if (workerData.exit) process.exit(3)`
-  for (const exit of [true, false]) {
+    if (workerData.exit === 'now') process.exit(3)
+    if (workerData.exit === 'from a completion') {
+      const opened = binding.open(workerData.directory + '/volume3.img', { readOnly: false, create: true, buffered: false, ioPath: 'io_uring' })
+      binding.grow(opened.handle, 1 << 24)
+      for (let n = 0; n < 64; n++) {
+        descriptor[constants.DESCRIPTOR_OFFSET] = (n % 16) << 20
+        binding.read(opened.handle, descriptor, 1, [buffer]).then(() => process.exit(3))
+      }
+    }`
+  for (const exit of ['now', 'from a completion', 'never']) {
     const worker = new Worker(source, { eval: true, workerData: { directory, exit } })
     const code = await new Promise<number>((resolve, reject) => {
       worker.once('error', reject)
       worker.once('exit', resolve)
     })
-    t.is(code, exit ? 3 : 0)
-    for (let index = 0; index < 3; index++) t.true(canOpen(path.join(directory, `volume${index}.img`)), `volume ${index} unlocked (exit: ${exit})`)
+    t.is(code, exit === 'never' ? 0 : 3)
+    const volumes = exit === 'from a completion' ? 4 : 3
+    for (let index = 0; index < volumes; index++) t.true(canOpen(path.join(directory, `volume${index}.img`)), `volume ${index} unlocked (exit: ${exit})`)
   }
 })
 
