@@ -4,7 +4,8 @@
 // N-API (file.cc, uring.cc) describes a failure with this struct; only the
 // main thread turns it into a JavaScript Error (ToJavaScriptError in
 // volume.cc), adding the path. The JavaScript error carries `kind` (see
-// ErrorKind), `errno` ('EIO'), `errnoNumber` (5), `syscall` and `path`, and
+// ErrorKind), `errno` ('EIO'), `errnoNumber` (5), `syscall` and `path` (and
+// `lockHolderExited` for a lock whose holders are gone), and
 // src/device/file.ts maps it to a CubbyError.
 #pragma once
 
@@ -22,9 +23,10 @@ struct Failure {
   int errorNumber = 0;          // errno, or 0 when the operating system reported none
   const char* syscall = "";     // a static string naming the call that failed
   std::string message;          // complete sentence; empty means "describe from errno"
+  bool lockHolderExited = false;  // kLocked: every process holding the lock has exited (see file.cc)
 
-  static Failure System(int errorNumber, const char* syscall) { return Failure{ErrorKind::kSystem, errorNumber, syscall, {}}; }
-  static Failure Of(ErrorKind kind, std::string message) { return Failure{kind, 0, "", std::move(message)}; }
+  static Failure System(int errorNumber, const char* syscall) { return Failure{ErrorKind::kSystem, errorNumber, syscall, {}, false}; }
+  static Failure Of(ErrorKind kind, std::string message) { return Failure{kind, 0, "", std::move(message), false}; }
 };
 
 // Builds a message from strings and integers: Message("offset ", 4096, " is not aligned").

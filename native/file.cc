@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -13,6 +14,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <utility>
 
 #include "constants.h"
@@ -24,6 +26,11 @@ namespace {
 // (statx STATX_DIOALIGN needs Linux 6.1 and file system support): a multiple
 // of every logical sector size up to 4 KiB, so it is always accepted.
 constexpr uint32_t kFallbackDirectAlignment = 4096;
+
+// How often, and how far apart, an O_EXCL open that finds a block device busy
+// with no flock holder listed is retried (at most 20 ms on the main thread).
+constexpr int kClaimReleaseRetries = 10;
+constexpr useconds_t kClaimReleaseRetryMicroseconds = 2000;
 
 // Alignment used for buffered I/O, which the kernel accepts at any alignment;
 // requests keep sector granularity so both modes behave the same.
@@ -83,6 +90,48 @@ Failure DirectIoRefused(const std::string& path, int fd) {
                     "system with direct I/O (ext4, xfs, btrfs) or on a block device, or pass { buffered: true } to "
                     "accept buffered I/O (tests, or measuring the CPU path).";
   return failure;
+}
+
+bool ProcessHasExited(unsigned long pid) {
+  if (kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) return true;
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%lu/stat", pid);
+  FILE* file = std::fopen(path, "r");
+  if (file == nullptr) return errno == ENOENT;
+  char state = '?';
+  const bool parsed = std::fscanf(file, "%*d (%*[^)]) %c", &state) == 1;
+  std::fclose(file);
+  return parsed && state == 'Z';
+}
+
+enum class LockHolders { kNoneListed, kSomeAlive, kAllExited };
+
+// Who /proc/locks says holds a flock on (device, inode). A process killed with
+// io_uring I/O in flight keeps its open file, and so its lock (and a block
+// device's O_EXCL claim), until the kernel has finished that I/O, typically
+// tens of milliseconds later: then the caller may wait instead of reporting
+// the store in use.
+LockHolders FindLockHolders(dev_t device, ino_t inode) {
+  FILE* file = std::fopen("/proc/locks", "r");
+  if (file == nullptr) return LockHolders::kSomeAlive;
+  bool found = false;
+  bool allExited = true;
+  char line[256];
+  while (std::fgets(line, sizeof line, file) != nullptr) {
+    // "1: FLOCK  ADVISORY  WRITE 1234 fe:00:56789 0 EOF"; waiters read "1: -> FLOCK ...".
+    char type[16];
+    unsigned long pid;
+    unsigned int major;
+    unsigned int minor;
+    unsigned long long lockedInode;
+    if (std::sscanf(line, "%*d: %15s %*s %*s %lu %x:%x:%llu", type, &pid, &major, &minor, &lockedInode) != 5) continue;
+    if (std::strcmp(type, "FLOCK") != 0 || makedev(major, minor) != device || lockedInode != inode) continue;
+    found = true;
+    if (pid == 0 || !ProcessHasExited(pid)) allExited = false;
+  }
+  std::fclose(file);
+  if (!found) return LockHolders::kNoneListed;
+  return allExited ? LockHolders::kAllExited : LockHolders::kSomeAlive;
 }
 
 bool IsPowerOfTwo(uint64_t value) { return value != 0 && (value & (value - 1)) == 0; }
@@ -162,14 +211,29 @@ bool OpenTarget(const OpenOptions& options, OpenedTarget* target, Failure* failu
     target->kind = TargetKind::kBlockDevice;
     // O_EXCL on a block device claims it: EBUSY while it is mounted or held
     // by another O_EXCL opener, in this process or another.
-    ScopedFd exclusive(OpenRetrying(path, flags | O_EXCL | O_DIRECT));
-    if (!exclusive.valid() && errno == EINVAL && options.buffered) exclusive.Reset(OpenRetrying(path, flags | O_EXCL));
+    int error = 0;
+    auto openExclusive = [&] {
+      int opened = OpenRetrying(path, flags | O_EXCL | O_DIRECT);
+      if (opened < 0 && errno == EINVAL && options.buffered) opened = OpenRetrying(path, flags | O_EXCL);
+      error = opened < 0 ? errno : 0;
+      return opened;
+    };
+    ScopedFd exclusive(openExclusive());
+    // A previous owner's file releases its flock just before its O_EXCL
+    // claim: with no flock listed, the claim may be microseconds from going.
+    for (int attempt = 0; error == EBUSY && attempt < kClaimReleaseRetries; attempt++) {
+      if (FindLockHolders(info.st_dev, info.st_ino) != LockHolders::kNoneListed) break;
+      usleep(kClaimReleaseRetryMicroseconds);
+      exclusive.Reset(openExclusive());
+    }
     if (!exclusive.valid()) {
-      const int error = errno;
       if (error == EBUSY) {
         *failure = Failure::System(EBUSY, "open(O_EXCL)");
         failure->kind = ErrorKind::kLocked;
         failure->message = options.path + " is in use: mounted, or opened exclusively by another program (open with O_EXCL gives EBUSY)";
+        // Only a claim whose holders are known to be gone is worth waiting
+        // for: a mounted device holds no flock.
+        failure->lockHolderExited = FindLockHolders(info.st_dev, info.st_ino) == LockHolders::kAllExited;
       } else if (error == EINVAL) {
         *failure = DirectIoRefused(options.path, fd.get());
       } else {
@@ -227,6 +291,8 @@ bool OpenTarget(const OpenOptions& options, OpenedTarget* target, Failure* failu
     if (errno == EWOULDBLOCK) {
       failure->kind = ErrorKind::kLocked;
       failure->message = options.path + " is locked: another volume, in this process or another, has it open";
+      // No holder listed any more means the lock went away after flock failed.
+      failure->lockHolderExited = FindLockHolders(info.st_dev, info.st_ino) != LockHolders::kSomeAlive;
     }
     return false;
   }

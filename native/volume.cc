@@ -151,6 +151,11 @@ napi_value MakeJavaScriptError(napi_env env, const Failure& failure, const std::
   setString("kind", ErrorKindValue(failure.kind));
   setString("path", path);
   if (failure.syscall[0] != '\0') setString("syscall", failure.syscall);
+  if (failure.lockHolderExited) {
+    napi_value yes;
+    Check(napi_get_boolean(env, true, &yes), "create lockHolderExited");
+    Check(napi_set_named_property(env, error, "lockHolderExited", yes), "set lockHolderExited");
+  }
   if (failure.errorNumber != 0) {
     setString("errno", ErrnoName(failure.errorNumber));
     napi_value number;

@@ -42,6 +42,8 @@ export interface NativeError extends Error {
   errno?: string
   errnoNumber?: number
   syscall?: string
+  /** On a 'locked' error: every process holding the lock has exited; the kernel is finishing their I/O. */
+  lockHolderExited?: boolean
 }
 
 /** An open volume's handle: opaque to TypeScript. */

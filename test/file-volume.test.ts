@@ -7,7 +7,18 @@ import * as path from 'node:path'
 import { FaultyVolume, RawBlockDevice, openFileVolume, BLOCK_SIZE, type NativeVolume, type VolumeRequest } from '../src/device'
 import { ErrorCode } from '../src/errors'
 import { constants } from '../src/native'
-import { IO_PATHS, fillPattern, holdsPattern, ioUringUnavailableReason, isZero, openInChildProcess, scratchDirectory, testOn, type IoPath } from './helpers/scratch'
+import {
+  IO_PATHS,
+  fillPattern,
+  holdsPattern,
+  ioUringUnavailableReason,
+  isZero,
+  killWhileWriting,
+  openInChildProcess,
+  scratchDirectory,
+  testOn,
+  type IoPath,
+} from './helpers/scratch'
 
 const MIB = 1024 * 1024
 
@@ -251,6 +262,19 @@ test('a second open of the same file fails with CUBBY_LOCKED, in this process an
   await again.close()
   t.pass()
 })
+
+for (const ioPath of IO_PATHS) {
+  testOn(ioPath)(`${ioPath}: a file whose owner was killed with writes in flight reopens (the kernel finishes them first)`, async (t) => {
+    const setup = await freshVolume(t, 'auto', 64 * MIB)
+    await setup.close()
+    for (let round = 0; round < 3; round++) {
+      await killWhileWriting(setup.path, ioPath)
+      const reopened = await openFileVolume(setup.path)
+      t.is(reopened.size, 64 * MIB)
+      await reopened.close()
+    }
+  })
+}
 
 test('a volume opened read-only reads but refuses writes, discards and growth with CUBBY_READ_ONLY', async (t) => {
   const writable = await freshVolume(t, 'auto', MIB)

@@ -5,7 +5,7 @@ import * as fs from 'node:fs'
 import { BLOCK_SIZE, RawBlockDevice, openFileVolume } from '../src/device'
 import { ErrorCode } from '../src/errors'
 import { loopUnavailableReason, withLoopDevice } from './helpers/loop'
-import { IO_PATHS, fillPattern, holdsPattern, ioPathUnavailableReason, isZero, openInChildProcess, testWhen } from './helpers/scratch'
+import { IO_PATHS, fillPattern, holdsPattern, ioPathUnavailableReason, isZero, killWhileWriting, openInChildProcess, testWhen } from './helpers/scratch'
 
 const MIB = 1024 * 1024
 const loopReason = loopUnavailableReason()
@@ -88,6 +88,22 @@ loopTest('a block device is claimed exclusively (O_EXCL): a second open here or 
     t.is(await openInChildProcess(device), 'opened', 'closing released the claim')
   })
 })
+
+for (const ioPath of IO_PATHS) {
+  testWhen(loopReason ?? ioPathUnavailableReason(ioPath), 'the loop-device tests')(
+    `${ioPath}: a block device whose owner was killed with writes in flight reopens (its O_EXCL claim goes with the I/O)`,
+    async (t) => {
+      await withLoopDevice({ bytes: 64 * MIB }, async ({ device }) => {
+        for (let round = 0; round < 3; round++) {
+          await killWhileWriting(device, ioPath)
+          const reopened = await openFileVolume(device)
+          t.is(reopened.kind, 'block')
+          await reopened.close()
+        }
+      })
+    },
+  )
+}
 
 loopTest('a read-only block device (losetup -r): a writable open is CUBBY_READ_ONLY, a read-only open reads', async (t) => {
   await withLoopDevice({ bytes: 4 * MIB, readOnly: true }, async ({ device }) => {

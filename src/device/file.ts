@@ -17,7 +17,9 @@
  *    syncs until it is reopened: what reached the medium is unknown, and an
  *    fsync is never retried (a retried fsync can report success over lost
  *    data).
- *  - close() waits for every batch in flight, then releases the lock.
+ *  - close() waits for every batch in flight, then releases the lock. An open
+ *    waits (STALE_LOCK_WAIT_MS at most) for a lock held only by processes that
+ *    have exited: a crashed owner's in-flight I/O briefly outlives it.
  *
  * Who calls it: whoever opens a store's volume (src/db.ts, the self-check,
  * tests, benchmarks); block devices (./raw.ts) sit on top of it.
@@ -43,6 +45,14 @@ export interface FileVolumeOptions {
 }
 
 const MAX_LENGTH = bufferConstants.MAX_LENGTH
+
+/**
+ * How long an open waits for a lock whose holders have all exited. A process
+ * killed with io_uring I/O in flight keeps its lock until the kernel has
+ * finished that I/O (tens of milliseconds); a store must reopen after such a
+ * crash rather than report itself in use. A live holder fails at once.
+ */
+const STALE_LOCK_WAIT_MS = 5000
 const IO_PATHS: ReadonlyArray<NonNullable<FileVolumeOptions['ioPath']>> = ['auto', 'io_uring', 'threadpool']
 
 /** Maps an error from the shim to a CubbyError. `writing`: the operation changes the target (or opens it writable). */
@@ -359,11 +369,17 @@ export async function openFileVolume(path: string, options: FileVolumeOptions = 
   if (!IO_PATHS.includes(ioPath)) throw invalidArgument(`options.ioPath must be one of ${IO_PATHS.join(', ')}, not ${String(ioPath)}`)
   const readOnly = options.readOnly ?? false
 
-  let opened: NativeOpenResult
-  try {
-    opened = binding.open(path, { readOnly, create: options.create ?? false, buffered: options.buffered ?? false, ioPath })
-  } catch (error) {
-    throw toCubbyError(error, !readOnly)
+  const nativeOptions = { readOnly, create: options.create ?? false, buffered: options.buffered ?? false, ioPath }
+  let opened: NativeOpenResult | undefined
+  const deadline = Date.now() + STALE_LOCK_WAIT_MS
+  for (let delayMs = 2; opened === undefined; delayMs = Math.min(2 * delayMs, 64)) {
+    try {
+      opened = binding.open(path, nativeOptions)
+    } catch (error) {
+      const heldByTheDead = isNativeError(error) && error.kind === constants.ERROR_KINDS.LOCKED && error.lockHolderExited === true
+      if (!heldByTheDead || Date.now() >= deadline) throw toCubbyError(error, !readOnly)
+      await new Promise((resolve) => setTimeout(resolve, delayMs))
+    }
   }
   const physicalSectorSize =
     opened.physicalSectorSize > 0

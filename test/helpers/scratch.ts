@@ -1,10 +1,11 @@
 /**
  * Small things the native-volume tests share: a temporary directory removed
  * when the test ends, recognisable byte patterns, the I/O paths to run each
- * test on, and a child process that tries to open a volume.
+ * test on, and child processes that open a volume (and one that is killed
+ * while it writes).
  */
 
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
@@ -94,5 +95,32 @@ export function openInChildProcess(target: string, options: object = {}): Promis
       if (error) reject(new Error(`child process failed: ${stderr}`))
       else resolve(stdout)
     })
+  })
+}
+
+/**
+ * Opens `target` in a child process, starts `writes` 1 MiB writes without
+ * waiting for them, and kills the child with SIGKILL while they are in
+ * flight. Resolves once the child has exited and been reaped.
+ */
+export function killWhileWriting(target: string, ioPath: IoPath, writes = 32): Promise<void> {
+  const deviceModule = path.join(__dirname, '..', '..', 'src', 'device')
+  const script = `
+    const { openFileVolume } = require(${JSON.stringify(deviceModule)})
+    openFileVolume(${JSON.stringify(target)}, { ioPath: ${JSON.stringify(ioPath)} }).then((volume) => {
+      const buffer = volume.allocate(1 << 20)
+      for (let index = 0; index < ${writes}; index++) {
+        volume.write([{ offset: (index << 20) % volume.size, length: 1 << 20, buffer, bufferOffset: 0 }]).catch(() => {})
+      }
+      process.stdout.write('writing')
+      setInterval(() => {}, 1000)
+    })`
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] })
+    child.stdout.on('data', (chunk: Buffer) => {
+      if (chunk.toString().includes('writing')) child.kill('SIGKILL')
+    })
+    child.on('error', reject)
+    child.on('close', (_code, signal) => (signal === 'SIGKILL' ? resolve() : reject(new Error('the writer was not killed'))))
   })
 }
