@@ -79,6 +79,21 @@ export function isCubbyError(error: unknown, code?: CubbyErrorCode): error is Cu
   return error instanceof CubbyError && (code === undefined || error.code === code)
 }
 
+/**
+ * The error of a device or store that refuses writes after an earlier write
+ * or flush failed: CUBBY_IO, carrying the errno, syscall and path of that
+ * failure so the caller sees what went wrong, not only that something did.
+ */
+export function refusingWrites(path: string, failure: CubbyError, message = 'an earlier write or flush failed; reopen the device'): CubbyError {
+  return new CubbyError(ErrorCode.IO, `${path}: ${message} (${failure.message})`, {
+    ...(failure.errno === undefined ? {} : { errno: failure.errno }),
+    ...(failure.errnoNumber === undefined ? {} : { errnoNumber: failure.errnoNumber }),
+    ...(failure.syscall === undefined ? {} : { syscall: failure.syscall }),
+    path: failure.path ?? path,
+    cause: failure,
+  })
+}
+
 export function invalidArgument(message: string): CubbyError {
   return new CubbyError(ErrorCode.INVALID_ARGUMENT, message)
 }

@@ -6,3 +6,19 @@
  */
 
 export { CubbyError, ErrorCode, isCubbyError, type CubbyErrorCode } from './errors'
+export {
+  CubbyDB,
+  DEFAULTS,
+  DEFAULT_COMPRESSION,
+  open,
+  plan,
+  type BatchOperation,
+  type Key,
+  type OpenOptions,
+  type PlanOptions,
+  type Stats,
+  type Value,
+  type WriteOptions,
+} from './db'
+export type { Plan } from './engine/sizing'
+export type { CompressionMode } from './device/open'

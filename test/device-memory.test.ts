@@ -146,3 +146,32 @@ test('power cut with tearing leaves each sector either old or new, reproducibly 
   }
   t.is(sectors.size, 2, 'with 16 sectors and seed 7 the write tears: some sectors old, some new')
 })
+
+test('regression: a sync in flight when the power is cut does not complete, and cannot make earlier writes durable', async (t) => {
+  const memory = new MemoryVolume({ size: 1 << 20 })
+  const faulty = new FaultyVolume(memory)
+  const buffer = faulty.allocate(4096)
+  buffer.fill(9)
+  await faulty.write([{ offset: 0, length: 4096, buffer, bufferOffset: 0 }])
+  const syncing = faulty.sync()
+  const cut = faulty.powerCut({ seed: 3, policy: 'drop' })
+  const error = await t.throwsAsync(syncing)
+  t.is((error as { code?: string }).code, ErrorCode.IO)
+  t.deepEqual(await cut, { kept: 0, dropped: 1, torn: 0 })
+  const out = memory.allocate(4096)
+  await memory.read([{ offset: 0, length: 4096, buffer: out, bufferOffset: 0 }])
+  t.true(out.every((byte) => byte === 0), 'the unsynced write was dropped')
+})
+
+test('regression: a write in flight when the power is cut fails instead of landing after the cut', async (t) => {
+  const memory = new MemoryVolume({ size: 1 << 20 })
+  const faulty = new FaultyVolume(memory)
+  const buffer = faulty.allocate(4096)
+  buffer.fill(7)
+  const writing = faulty.write([{ offset: 4096, length: 4096, buffer, bufferOffset: 0 }])
+  await faulty.powerCut({ seed: 4, policy: 'keep' })
+  await t.throwsAsync(writing)
+  const out = memory.allocate(4096)
+  await memory.read([{ offset: 4096, length: 4096, buffer: out, bufferOffset: 0 }])
+  t.true(out.every((byte) => byte === 0))
+})

@@ -135,14 +135,25 @@ export class FaultyVolume implements Volume {
       const after = Buffer.from(request.buffer.subarray(request.bufferOffset, request.bufferOffset + request.length))
       records.push({ offset: request.offset, before, after })
     }
-    await this.inner.write(requests)
+    this.checkAlive()
+    // Recorded before the bytes reach the wrapped volume, so a power cut that
+    // starts while the write is in flight knows to decide its fate.
     this.pending.push(...records)
+    try {
+      await this.inner.write(requests)
+    } catch (error) {
+      this.pending = this.pending.filter((record) => !records.includes(record))
+      throw error
+    }
   }
 
   async sync(): Promise<void> {
     this.enter('sync')
+    // fdatasync covers the writes that completed before it was called; later ones stay unsynced.
+    const covered = this.pending.length
     await this.inner.sync()
-    this.pending = []
+    this.checkAlive()
+    this.pending.splice(0, covered)
   }
 
   async discard(offset: number, length: number): Promise<void> {
@@ -150,8 +161,9 @@ export class FaultyVolume implements Volume {
     if (length > 0) {
       const before = this.inner.allocate(length)
       await this.inner.read([{ offset, length, buffer: before, bufferOffset: 0 }])
-      await this.inner.discard(offset, length)
+      this.checkAlive()
       this.pending.push({ offset, before, after: Buffer.alloc(length) })
+      await this.inner.discard(offset, length)
     }
   }
 
@@ -179,12 +191,17 @@ export class FaultyVolume implements Volume {
     const policy = options.policy ?? 'random'
     const unit = options.atomicBytes ?? 512
     if (unit % this.inner.sectorSize !== 0) throw invalidArgument(`atomicBytes ${unit} is not a multiple of the sector size`)
+    // Dead from this instant: an operation still in flight fails at its next
+    // step instead of landing after the cut, and a sync cannot complete.
+    this.dead = new CubbyError(ErrorCode.IO, `${this.path}: power was cut (simulated)`, { errno: 'EIO', syscall: 'power-cut', path: this.path })
+    const pending = this.pending
+    this.pending = []
     const summary = { kept: 0, dropped: 0, torn: 0 }
 
     // Decide, for each write and each unit of it, whether its bytes reached
     // the medium. Then rebuild every touched unit: the oldest pre-image,
     // overlaid in write order by each surviving version.
-    const survivals = this.pending.map((write) => {
+    const survivals = pending.map((write) => {
       const units = write.after.length / unit
       const kept = new Array<boolean>(units)
       if (policy === 'tear') {
@@ -207,7 +224,7 @@ export class FaultyVolume implements Volume {
 
     const restored = new Set<number>()
     const units: Array<{ offset: number; bytes: Buffer }> = []
-    for (const write of this.pending) {
+    for (const write of pending) {
       for (let index = 0; index < write.after.length / unit; index++) {
         const offset = write.offset + index * unit
         if (restored.has(offset)) continue
@@ -216,7 +233,7 @@ export class FaultyVolume implements Volume {
       }
     }
     const byOffset = new Map(units.map((entry) => [entry.offset, entry.bytes]))
-    this.pending.forEach((write, writeIndex) => {
+    pending.forEach((write, writeIndex) => {
       const kept = survivals[writeIndex]!
       for (let index = 0; index < kept.length; index++) {
         if (kept[index]) write.after.copy(byOffset.get(write.offset + index * unit)!, 0, index * unit, (index + 1) * unit)
@@ -227,8 +244,6 @@ export class FaultyVolume implements Volume {
       bytes.copy(buffer)
       await this.inner.write([{ offset, length: unit, buffer, bufferOffset: 0 }])
     }
-    this.pending = []
-    this.dead = new CubbyError(ErrorCode.IO, `${this.path}: power was cut (simulated)`, { errno: 'EIO', syscall: 'power-cut', path: this.path })
     return summary
   }
 

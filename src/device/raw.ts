@@ -11,7 +11,7 @@
  * flush(), and a 4 KiB block write is atomic only if the hardware makes it so.
  */
 
-import { CubbyError, ErrorCode, closedError, invalidArgument } from '../errors'
+import { CubbyError, ErrorCode, closedError, invalidArgument, refusingWrites } from '../errors'
 import { BLOCK_SIZE, type BlockDevice, type BlockRequest, type DeviceStats, type Volume, type VolumeRequest } from './types'
 import { checkBlockRange, checkBlockRequests } from './validate'
 
@@ -120,10 +120,7 @@ export class RawBlockDevice implements BlockDevice {
     this.checkOpen()
     if (this.volume.readOnly) throw new CubbyError(ErrorCode.READ_ONLY, `${this.volume.path} is open read-only`, { path: this.volume.path })
     if (this.failed !== undefined) {
-      throw new CubbyError(ErrorCode.IO, `${this.volume.path}: an earlier write or flush failed; reopen the device`, {
-        path: this.volume.path,
-        cause: this.failed,
-      })
+      throw refusingWrites(this.volume.path, this.failed)
     }
   }
 
