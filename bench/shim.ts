@@ -21,7 +21,8 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { openFileVolume, type NativeVolume } from '../src/device'
-import { ensureFio, fioVersion, runFio } from './shim/fio'
+import { ensureFio } from './lib/fio'
+import { runFio } from './shim/fio'
 import { IO_BYTES, runShim, type Workload, type WorkloadResult } from './shim/workload'
 
 interface Options {
@@ -127,9 +128,10 @@ function format(value: number, digits = 0): string {
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2))
-  ensureFio()
+  const fio = ensureFio((line) => console.log(line))
+  if ('missing' in fio) throw new Error(fio.missing)
   await prepareFile(options)
-  console.log(`${fioVersion()}, Node ${process.version}, Linux ${os.release()}, ${os.cpus().length} CPUs`)
+  console.log(`${fio.version}, Node ${process.version}, Linux ${os.release()}, ${os.cpus().length} CPUs`)
   console.log(
     `file ${options.file}, ${options.sizeBytes / 2 ** 20} MiB, ${IO_BYTES}-byte I/O, O_DIRECT; ${options.pairs} pairs of ${options.seconds} s runs per workload; medians\n`,
   )

@@ -1,38 +1,14 @@
 /**
- * fio, the reference the shim is measured against: installing it when
- * missing (Debian's package) and running one 4 KiB random workload on the
- * same file, with O_DIRECT and io_uring, the way bench/shim.ts runs the shim.
+ * fio, the reference the shim is measured against: one 4 KiB random workload
+ * on the same file, with O_DIRECT and io_uring, the way bench/shim.ts runs
+ * the shim (installing fio is bench/lib/fio.ts's ensureFio). Unlike the
+ * engine benchmark, which reads fio's completion latency, this compares total
+ * latency (submission to completion, --lat_percentiles), since that is what a
+ * caller of the shim waits.
  */
 
 import { execFileSync } from 'node:child_process'
 import type { Workload, WorkloadResult } from './workload'
-
-function hasFio(): boolean {
-  try {
-    execFileSync('fio', ['--version'], { stdio: 'ignore' })
-    return true
-  } catch {
-    return false
-  }
-}
-
-/** Installs fio with apt-get when it is missing; `apt-get update` only if the first install fails. */
-export function ensureFio(): void {
-  if (hasFio()) return
-  console.log('fio is missing: apt-get install -y fio')
-  const install = () => execFileSync('apt-get', ['install', '-y', 'fio'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
-  try {
-    install()
-  } catch {
-    execFileSync('apt-get', ['update'], { stdio: 'inherit' })
-    install()
-  }
-  if (!hasFio()) throw new Error('fio could not be installed')
-}
-
-export function fioVersion(): string {
-  return execFileSync('fio', ['--version'], { encoding: 'utf8' }).trim()
-}
 
 interface FioJob {
   read: FioDirection
