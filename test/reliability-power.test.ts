@@ -20,7 +20,7 @@
 import test from 'ava'
 import { FaultyVolume, MemoryVolume, type PowerCutOptions, resolvePowerCut } from '../src/device'
 import { CrashImages } from './helpers/trace'
-import { type Compression, type CutOutcome, cutAndRecover, pickPoints, recordTrace } from './helpers/power'
+import { type Compression, cutAndRecover, onlyCrashLeftovers, pickPoints, recordTrace } from './helpers/power'
 
 const POINTS = Number(process.env.POWER_POINTS ?? 70)
 const WAVES = Number(process.env.POWER_WAVES ?? 220)
@@ -31,17 +31,6 @@ const CUTS: Array<Omit<PowerCutOptions, 'seed'>> = [
   { policy: 'tear', atomicBytes: 4096 },
 ]
 const WHOLE_WRITE_CUTS: Array<Omit<PowerCutOptions, 'seed'>> = [{ policy: 'drop' }, { policy: 'keep' }, { policy: 'random' }]
-
-/**
- * What a check of a raw crash image may report, being what a crash leaves
- * and an open repairs: a fallback checkpoint slot torn by the crash, and
- * blocks torn during the last flush step, which its journal rewrites.
- */
-function onlyCrashLeftovers(outcome: CutOutcome): boolean {
-  return outcome.before!.problems.every(
-    (problem) => (problem.structure === 'lz4-checkpoint' && problem.location.startsWith('checkpoint slot')) || problem.location.includes('(in the journal of generation'),
-  )
-}
 
 for (const compression of ['none', 'lz4'] as Compression[]) {
   test.serial(`power cuts at sync boundaries of a recorded trace lose nothing acknowledged, and every store checks healthy (${compression})`, async (t) => {
@@ -60,7 +49,7 @@ for (const compression of ['none', 'lz4'] as Compression[]) {
         if (outcome.recovered?.stepRedone) figures.journalRepairs++
         if ((outcome.recovered?.framesReplayed ?? 0) > 0) figures.replays++
         if (outcome.failure !== undefined) failures.push(outcome.failure)
-        else if (!onlyCrashLeftovers(outcome)) failures.push(`${compression} point ${point}: the crash image checks with ${JSON.stringify(outcome.before!.problems.slice(0, 2))}`)
+        else if (!onlyCrashLeftovers(outcome.before!)) failures.push(`${compression} point ${point}: the crash image checks with ${JSON.stringify(outcome.before!.problems.slice(0, 2))}`)
         else if (!outcome.before!.healthy) figures.leftovers++
       }
     }

@@ -95,6 +95,18 @@ function renameKeys(operations: Operation[], keySpace: number, random: () => num
   return operations.map((operation) => ({ ...operation, key: `key-${Math.floor(random() * keySpace)}` }))
 }
 
+/**
+ * Whether a check of a store a crash left (before any open recovered it)
+ * reports only what the crash left and an open repairs: a fallback
+ * checkpoint slot torn while it was written, and blocks of the last flush
+ * step that differ from its journal.
+ */
+export function onlyCrashLeftovers(report: CheckReport): boolean {
+  return report.problems.every(
+    (problem) => (problem.structure === 'lz4-checkpoint' && problem.location.startsWith('checkpoint slot')) || problem.location.includes('(in the journal of generation'),
+  )
+}
+
 /** How many writes must survive a power cut just before trace point `point`. */
 export function durableWrites(trace: Trace, point: number): number {
   let durable = 0
