@@ -692,7 +692,9 @@ export class Engine {
   /**
    * Settles every write already accepted, flushes the write buffers (unless
    * the store failed or is read-only), waits for reads in flight, and closes
-   * the device. Idempotent; later calls return the same promise.
+   * the device. Rejects (after closing) when that flush fails: acknowledged
+   * writes are still in the log, and the next open applies them. Idempotent;
+   * later calls return the same promise.
    */
   close(): Promise<void> {
     if (this.closing === undefined) this.closing = this.shutDown()
@@ -713,6 +715,7 @@ export class Engine {
     this.status = 'closed'
     this.rejectQueue(closedError())
     await this.state.device.close()
-    if (flushError !== undefined && this.state.failure === undefined) throw flushError
+    // The store had not failed before close() (it would not have flushed): this close's flush failed, so say so.
+    if (flushError !== undefined) throw this.state.failure ?? flushError
   }
 }
