@@ -21,7 +21,7 @@
 
 import * as fs from 'node:fs'
 import { CubbyError, ErrorCode, closedError, invalidArgument } from './errors'
-import { createDevice, openDevice, openFileVolume, probeVolume, type CompressionMode } from './device'
+import { type CreateDeviceOptions, createDevice, openDevice, openFileVolume, probeVolume, type CompressionMode } from './device'
 import { BLOCK_SIZE, type BlockDevice, type Volume } from './device/types'
 import { Engine, type EngineStats, type WriteInput, probeStore } from './engine/engine'
 import { MAX_KEY_BYTES, MAX_VALUE_BYTES } from './engine/format'
@@ -439,6 +439,8 @@ export async function open(path: string, options?: OpenOptions): Promise<CubbyDB
 export interface VolumeOpenContext {
   /** The volume was created for this open or has zero length: nothing on it needs trimming. */
   fresh?: boolean
+  /** Tuning of the lz4 device (small segments and checkpoint intervals make tests reach cleaning quickly). */
+  lz4?: CreateDeviceOptions['lz4']
 }
 
 /**
@@ -457,10 +459,10 @@ export async function openOnVolume(volume: Volume, options?: OpenOptions, contex
     let engine: Engine
     if (content === 'empty') {
       if (!mayCreate) throw new CubbyError(ErrorCode.NOT_A_STORE, `${volume.path} is empty: no store to open`, { path: volume.path })
-      device = await createDevice(volume, { compression: settings.compression, blocks: newStoreBlocks(volume, settings, storePlan) })
+      device = await createDevice(volume, { compression: settings.compression, blocks: newStoreBlocks(volume, settings, storePlan), lz4: context.lz4 })
       engine = await Engine.create(device, engineSettings, storePlan, settings.compression === 'none' && context.fresh !== true)
     } else {
-      device = await openDevice(volume, content)
+      device = await openDevice(volume, content, { lz4: context.lz4 })
       const probe = await probeStore(device)
       if (probe.kind === 'store') {
         engine = await Engine.open(device, engineSettings)
@@ -468,7 +470,7 @@ export async function openOnVolume(volume: Volume, options?: OpenOptions, contex
         // Our own compressed device, created by an open that did not get as far as the superblocks.
         engine = await Engine.create(device, engineSettings, storePlan, false)
       } else if (settings.overwrite && mayCreate) {
-        device = await createDevice(volume, { compression: settings.compression, blocks: newStoreBlocks(volume, settings, storePlan) })
+        device = await createDevice(volume, { compression: settings.compression, blocks: newStoreBlocks(volume, settings, storePlan), lz4: context.lz4 })
         engine = await Engine.create(device, engineSettings, storePlan, settings.compression === 'none')
       } else {
         throw new CubbyError(

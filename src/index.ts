@@ -21,4 +21,14 @@ export {
   type WriteOptions,
 } from './db'
 export type { Plan } from './engine/sizing'
+export {
+  checkStore,
+  checkVolume,
+  salvageStore,
+  salvageVolume,
+  type CheckOptions,
+  type CheckProblem,
+  type CheckReport,
+  type SalvageReport,
+} from './check'
 export type { CompressionMode } from './device/open'

@@ -45,10 +45,79 @@ export interface PowerCutOptions {
   atomicBytes?: number
 }
 
-interface PendingWrite {
+/** A write not yet covered by a completed sync: its bytes, and what the range held before it. */
+export interface PendingWrite {
   offset: number
   before: Buffer
   after: Buffer
+}
+
+export interface PowerCutResult {
+  /** Every sector any pending write touched, with the bytes it holds after the cut, in order of first touch. */
+  units: Array<{ offset: number; bytes: Buffer }>
+  summary: { kept: number; dropped: number; torn: number }
+}
+
+/**
+ * Decides what a power cut leaves of `pending` (in write order): for each
+ * write, and with 'tear' each aligned `atomicBytes` unit of it (a write
+ * shorter than a unit, or not aligned to one, tears only at unit
+ * boundaries), whether its bytes reached the medium, chosen by the seed.
+ * Each touched sector (`sectorBytes`) is rebuilt from its oldest pre-image,
+ * overlaid in write order by every surviving version. FaultyVolume.powerCut
+ * uses it; so do tests that rebuild crash images from a recorded trace.
+ */
+export function resolvePowerCut(pending: readonly PendingWrite[], options: PowerCutOptions, sectorBytes = 512): PowerCutResult {
+  const random = seededRandom(options.seed)
+  const policy = options.policy ?? 'random'
+  const atomic = Math.max(options.atomicBytes ?? 512, sectorBytes)
+  const summary = { kept: 0, dropped: 0, torn: 0 }
+  // Per write, per sector: did it survive? Sectors of one aligned atomic unit share their fate.
+  const survivals = pending.map((write) => {
+    const sectors = write.after.length / sectorBytes
+    const kept = new Array<boolean>(sectors)
+    if (policy === 'tear') {
+      let unit = -1
+      let fate = false
+      let count = 0
+      for (let index = 0; index < sectors; index++) {
+        const unitIndex = Math.floor((write.offset + index * sectorBytes) / atomic)
+        if (unitIndex !== unit) {
+          unit = unitIndex
+          fate = random() < 0.5
+        }
+        kept[index] = fate
+        if (fate) count++
+      }
+      if (count === sectors) summary.kept++
+      else if (count === 0) summary.dropped++
+      else summary.torn++
+    } else {
+      const keep = policy === 'keep' ? true : policy === 'drop' ? false : random() < 0.5
+      kept.fill(keep)
+      if (keep) summary.kept++
+      else summary.dropped++
+    }
+    return kept
+  })
+  const units: Array<{ offset: number; bytes: Buffer }> = []
+  const byOffset = new Map<number, Buffer>()
+  for (const write of pending) {
+    for (let index = 0; index < write.after.length / sectorBytes; index++) {
+      const offset = write.offset + index * sectorBytes
+      if (byOffset.has(offset)) continue
+      const bytes = Buffer.from(write.before.subarray(index * sectorBytes, (index + 1) * sectorBytes))
+      byOffset.set(offset, bytes)
+      units.push({ offset, bytes })
+    }
+  }
+  pending.forEach((write, writeIndex) => {
+    const kept = survivals[writeIndex]!
+    for (let index = 0; index < kept.length; index++) {
+      if (kept[index]) write.after.copy(byOffset.get(write.offset + index * sectorBytes)!, 0, index * sectorBytes, (index + 1) * sectorBytes)
+    }
+  })
+  return { units, summary }
 }
 
 /** Small deterministic PRNG (mulberry32): the same seed gives the same crash. */
@@ -66,6 +135,8 @@ export function seededRandom(seed: number): () => number {
 export class FaultyVolume implements Volume {
   private rules: Array<FaultRule & { remaining: number }> = []
   private pending: PendingWrite[] = []
+  /** Pending writes whose call has completed: the ones a sync that starts now covers. */
+  private readonly completed = new Set<PendingWrite>()
   private dead: CubbyError | undefined
   private closed = false
   private readonly counts: Record<FaultOperation, number> = { read: 0, write: 0, sync: 0, discard: 0 }
@@ -145,15 +216,18 @@ export class FaultyVolume implements Volume {
       this.pending = this.pending.filter((record) => !records.includes(record))
       throw error
     }
+    for (const record of records) this.completed.add(record)
   }
 
   async sync(): Promise<void> {
     this.enter('sync')
-    // fdatasync covers the writes that completed before it was called; later ones stay unsynced.
-    const covered = this.pending.length
+    // fdatasync covers the writes that completed before it was called; writes
+    // still in flight, and later ones, stay unsynced.
+    const covered = new Set(this.pending.filter((record) => this.completed.has(record)))
     await this.inner.sync()
     this.checkAlive()
-    this.pending.splice(0, covered)
+    this.pending = this.pending.filter((record) => !covered.has(record))
+    for (const record of covered) this.completed.delete(record)
   }
 
   async discard(offset: number, length: number): Promise<void> {
@@ -162,8 +236,10 @@ export class FaultyVolume implements Volume {
       const before = this.inner.allocate(length)
       await this.inner.read([{ offset, length, buffer: before, bufferOffset: 0 }])
       this.checkAlive()
-      this.pending.push({ offset, before, after: Buffer.alloc(length) })
+      const record = { offset, before, after: Buffer.alloc(length) }
+      this.pending.push(record)
       await this.inner.discard(offset, length)
+      this.completed.add(record)
     }
   }
 
@@ -187,8 +263,6 @@ export class FaultyVolume implements Volume {
    */
   async powerCut(options: PowerCutOptions): Promise<{ kept: number; dropped: number; torn: number }> {
     this.checkAlive()
-    const random = seededRandom(options.seed)
-    const policy = options.policy ?? 'random'
     const unit = options.atomicBytes ?? 512
     if (unit % this.inner.sectorSize !== 0) throw invalidArgument(`atomicBytes ${unit} is not a multiple of the sector size`)
     // Dead from this instant: an operation still in flight fails at its next
@@ -196,53 +270,12 @@ export class FaultyVolume implements Volume {
     this.dead = new CubbyError(ErrorCode.IO, `${this.path}: power was cut (simulated)`, { errno: 'EIO', syscall: 'power-cut', path: this.path })
     const pending = this.pending
     this.pending = []
-    const summary = { kept: 0, dropped: 0, torn: 0 }
-
-    // Decide, for each write and each unit of it, whether its bytes reached
-    // the medium. Then rebuild every touched unit: the oldest pre-image,
-    // overlaid in write order by each surviving version.
-    const survivals = pending.map((write) => {
-      const units = write.after.length / unit
-      const kept = new Array<boolean>(units)
-      if (policy === 'tear') {
-        let count = 0
-        for (let index = 0; index < units; index++) {
-          kept[index] = random() < 0.5
-          if (kept[index]) count++
-        }
-        if (count === units) summary.kept++
-        else if (count === 0) summary.dropped++
-        else summary.torn++
-      } else {
-        const keep = policy === 'keep' ? true : policy === 'drop' ? false : random() < 0.5
-        kept.fill(keep)
-        if (keep) summary.kept++
-        else summary.dropped++
-      }
-      return kept
-    })
-
-    const restored = new Set<number>()
-    const units: Array<{ offset: number; bytes: Buffer }> = []
-    for (const write of pending) {
-      for (let index = 0; index < write.after.length / unit; index++) {
-        const offset = write.offset + index * unit
-        if (restored.has(offset)) continue
-        restored.add(offset)
-        units.push({ offset, bytes: Buffer.from(write.before.subarray(index * unit, (index + 1) * unit)) })
-      }
-    }
-    const byOffset = new Map(units.map((entry) => [entry.offset, entry.bytes]))
-    pending.forEach((write, writeIndex) => {
-      const kept = survivals[writeIndex]!
-      for (let index = 0; index < kept.length; index++) {
-        if (kept[index]) write.after.copy(byOffset.get(write.offset + index * unit)!, 0, index * unit, (index + 1) * unit)
-      }
-    })
+    this.completed.clear()
+    const { units, summary } = resolvePowerCut(pending, options, this.inner.sectorSize)
     for (const { offset, bytes } of units) {
-      const buffer = this.inner.allocate(unit)
+      const buffer = this.inner.allocate(bytes.length)
       bytes.copy(buffer)
-      await this.inner.write([{ offset, length: unit, buffer, bufferOffset: 0 }])
+      await this.inner.write([{ offset, length: bytes.length, buffer, bufferOffset: 0 }])
     }
     return summary
   }

@@ -6,7 +6,7 @@
 export * from './types'
 export { MemoryBacking, MemoryVolume, type MemoryVolumeOptions } from './memory'
 export { RawBlockDevice } from './raw'
-export { FaultyVolume, seededRandom, type FaultOperation, type FaultRule, type PowerCutOptions } from './faulty'
+export { FaultyVolume, resolvePowerCut, seededRandom, type FaultOperation, type FaultRule, type PendingWrite, type PowerCutOptions, type PowerCutResult } from './faulty'
 export { NativeVolume, openFileVolume, type FileVolumeOptions } from './file'
 export { createDevice, openDevice, probeVolume, type CompressionMode, type CreateDeviceOptions, type VolumeContent } from './open'
 export { CompressedBlockDevice, type CompressedCreateOptions, type CompressedDeviceOptions, type CompressedDeviceStats } from './compressed'

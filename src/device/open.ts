@@ -16,7 +16,7 @@
  */
 
 import { invalidArgument } from '../errors'
-import { CompressedBlockDevice, hasHeaderMagic, type CompressedDeviceOptions } from './compressed'
+import { CompressedBlockDevice, hasHeaderMagic, type CompressedCreateOptions, type CompressedDeviceOptions } from './compressed'
 import { RawBlockDevice } from './raw'
 import type { BlockDevice, Volume } from './types'
 
@@ -43,8 +43,8 @@ export interface CreateDeviceOptions {
   compression: CompressionMode
   /** Logical capacity of the new device, in 4 KiB blocks. */
   blocks: number
-  /** Tuning of the 'lz4' device (memory budget of its map, write buffer, ...); ignored for 'none'. */
-  lz4?: CompressedDeviceOptions
+  /** Tuning of the 'lz4' device (memory budget of its map, write buffer, segment size, ...); ignored for 'none'. */
+  lz4?: Omit<CompressedCreateOptions, 'blocks'>
 }
 
 /** Lays a new block device of the chosen mode on `volume`, destroying what the volume held. */

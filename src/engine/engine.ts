@@ -141,6 +141,12 @@ export class Engine {
   private readonly recovery: { journalsApplied: number; stepRedone: boolean; framesReplayed: number }
   /** The most recent write accepted, and who waits for writes up to some op to settle. */
   private lastOp: CommitOp | undefined
+  /**
+   * LSN of the last record whose frame is written (and in the active
+   * buffer). The log's next LSN runs ahead of it while a frame is in flight,
+   * so a flush aims at this, not at the next LSN.
+   */
+  private committedLsn: number
   private settledWaiters: Array<{ op: CommitOp; wake: () => void }> = []
 
   private constructor(
@@ -154,6 +160,7 @@ export class Engine {
       nextSequence: recovered.lastSequence + 1,
       nextLsn: recovered.nextLsn,
     })
+    this.committedLsn = recovered.nextLsn - 1
     this.activeWalStart = recovered.head
     this.recovery = { journalsApplied: recovered.journalsApplied, stepRedone: recovered.stepRedone, framesReplayed: recovered.framesReplayed }
     this.maxFrameBlocks = maxFrameBlocksFor(state.superblock.walBlocks)
@@ -484,6 +491,7 @@ export class Engine {
       for (const record of records) state.active.add(record)
       state.active.walEnd = end
       state.active.walEndSequence = this.wal.state.nextSequence
+      this.committedLsn = records[records.length - 1]!.lsn
       for (const op of batch) op.resolve()
     } catch (error) {
       const failure = state.fail(error)
@@ -548,7 +556,8 @@ export class Engine {
     if (this.status === 'closed') throw closedError()
     if (this.state.readOnly) return
     await this.settleQueue()
-    const target = this.wal.state.nextLsn - 1
+    // Writes accepted before this call have settled, so their frames are written; later ones may be in flight.
+    const target = this.committedLsn
     for (;;) {
       if (this.state.failure !== undefined) throw this.state.refusal()
       if (this.state.superblock.checkpointLsn >= target) return
@@ -692,7 +701,9 @@ export class Engine {
   /**
    * Settles every write already accepted, flushes the write buffers (unless
    * the store failed or is read-only), waits for reads in flight, and closes
-   * the device. Idempotent; later calls return the same promise.
+   * the device. Rejects (after closing) when that flush fails: acknowledged
+   * writes are still in the log, and the next open applies them. Idempotent;
+   * later calls return the same promise.
    */
   close(): Promise<void> {
     if (this.closing === undefined) this.closing = this.shutDown()
@@ -713,6 +724,7 @@ export class Engine {
     this.status = 'closed'
     this.rejectQueue(closedError())
     await this.state.device.close()
-    if (flushError !== undefined && this.state.failure === undefined) throw flushError
+    // The store had not failed before close() (it would not have flushed): this close's flush failed, so say so.
+    if (flushError !== undefined) throw this.state.failure ?? flushError
   }
 }

@@ -111,14 +111,14 @@ async function readBlocks(device: BlockDevice, lba: number, count: number, overl
   return buffer
 }
 
-interface JournalImages {
+export interface JournalImages {
   superblock: Superblock
   lbas: number[]
   images: Buffer
 }
 
-/** Reads the journal of `generation`; undefined when absent; throws or returns 'corrupt' when it does not check. */
-async function readJournal(device: BlockDevice, superblock: Superblock, generation: number): Promise<JournalImages | 'corrupt' | undefined> {
+/** Reads the journal of `generation`; undefined when absent; 'corrupt' when it does not check. (Also used by src/check.) */
+export async function readJournal(device: BlockDevice, superblock: Superblock, generation: number): Promise<JournalImages | 'corrupt' | undefined> {
   const slot = journalSlotLba(superblock, generation)
   const header = await readBlocks(device, slot, 1, new Map())
   const read = readJournalHeader(header, 0, superblock.storeId, generation)
@@ -181,8 +181,8 @@ async function loadBitmap(device: BlockDevice, superblock: Superblock, allocator
   }
 }
 
-/** Reads frames from the checkpoint on, into a write buffer, until the log ends. */
-async function replayLog(
+/** Reads frames from the checkpoint on, into a write buffer, until the log ends. (Also used by src/check.) */
+export async function replayLog(
   device: BlockDevice,
   superblock: Superblock,
   allocator: HeapAllocator,

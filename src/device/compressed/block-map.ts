@@ -44,6 +44,8 @@ export interface StagedPage {
   page: number
   copy: number
   bufferOffset: number
+  /** Low 32 bits of the generation of the checkpoint writing it. */
+  generation: number
 }
 
 /** Rough bytes of a cached page besides its entries (object, typed-array header). */
@@ -52,6 +54,8 @@ const PAGE_OVERHEAD_BYTES = 160
 export class BlockMap {
   /** Per page: which copy is current in the last committed checkpoint (PageState). */
   readonly pageStates: Uint8Array
+  /** Per page: low 32 bits of the generation that wrote the current copy (0: never written). */
+  readonly pageGenerations: Uint32Array
   private readonly directory: Int32Array
   private readonly slots: CachedPage[] = []
   private readonly loading = new Map<number, Promise<void>>()
@@ -70,10 +74,12 @@ export class BlockMap {
     private readonly geometry: Geometry,
     private readonly volume: Volume,
     pageStates: Uint8Array,
+    pageGenerations: Uint32Array,
     readonly budgetPages: number,
   ) {
-    assert(pageStates.length === geometry.mapPageCount && budgetPages >= 1)
+    assert(pageStates.length === geometry.mapPageCount && pageGenerations.length === geometry.mapPageCount && budgetPages >= 1)
     this.pageStates = pageStates
+    this.pageGenerations = pageGenerations
     this.directory = new Int32Array(geometry.mapPageCount).fill(-1)
     this.loadBuffer = volume.allocate(MAP_PAGE_BYTES * 16)
   }
@@ -95,7 +101,7 @@ export class BlockMap {
   }
 
   memoryBytes(): number {
-    return this.slots.length * (MAP_PAGE_BYTES + PAGE_OVERHEAD_BYTES) + this.directory.byteLength + this.pageStates.byteLength + this.loadBuffer.length
+    return this.slots.length * (MAP_PAGE_BYTES + PAGE_OVERHEAD_BYTES) + this.directory.byteLength + this.pageStates.byteLength + this.pageGenerations.byteLength + this.loadBuffer.length
   }
 
   /** The entry of `lba`, or NOT_CACHED when its page must be loaded first. */
@@ -214,7 +220,7 @@ export class BlockMap {
   private install(page: number, source: Buffer | undefined, at: number): void {
     if (this.directory[page]! >= 0) return
     if (source === undefined) this.scratch.fill(0)
-    else decodeMapPage(this.geometry, page, this.pageStates[page]! - 1, source, at, this.scratch)
+    else decodeMapPage(this.geometry, page, this.pageStates[page]! - 1, this.pageGenerations[page]!, source, at, this.scratch)
     const slot = this.freeSlot()
     const cached = this.slots[slot]
     if (cached === undefined) {
@@ -280,7 +286,7 @@ export class BlockMap {
       encodeMapPage(this.geometry, cached.page, generation, cached.entries, buffer, index * MAP_PAGE_BYTES)
       cached.dirty = false
       cached.inCheckpoint = true
-      return { page: cached.page, copy, bufferOffset: index * MAP_PAGE_BYTES }
+      return { page: cached.page, copy, bufferOffset: index * MAP_PAGE_BYTES, generation: generation % 0x1_0000_0000 }
     })
     this.dirtyPages -= dirty.length
     return { staged, buffer }
@@ -288,17 +294,22 @@ export class BlockMap {
 
   /** After the checkpoint that wrote `staged` committed: those copies are now current. */
   commit(staged: readonly StagedPage[]): void {
-    for (const { page, copy } of staged) {
+    for (const { page, copy, generation } of staged) {
       this.pageStates[page] = copy === 0 ? PageState.COPY_0 : PageState.COPY_1
+      this.pageGenerations[page] = generation
       const slot = this.directory[page]!
       if (slot >= 0) this.slots[slot]!.inCheckpoint = false
     }
   }
 
-  /** Page states as the next checkpoint will record them: committed states, with `staged` applied. */
-  statesAfter(staged: readonly StagedPage[]): Uint8Array {
+  /** Page states and generations as the next checkpoint will record them: committed ones, with `staged` applied. */
+  statesAfter(staged: readonly StagedPage[]): { states: Uint8Array; generations: Uint32Array } {
     const states = Uint8Array.from(this.pageStates)
-    for (const { page, copy } of staged) states[page] = copy === 0 ? PageState.COPY_0 : PageState.COPY_1
-    return states
+    const generations = Uint32Array.from(this.pageGenerations)
+    for (const { page, copy, generation } of staged) {
+      states[page] = copy === 0 ? PageState.COPY_0 : PageState.COPY_1
+      generations[page] = generation
+    }
+    return { states, generations }
   }
 }

@@ -86,6 +86,7 @@ export class Checkpointer {
     this.stagingBytes = buffer?.length ?? 0
     const dead = this.segments.markDead()
     const counters = this.counters()
+    const pages = this.map.statesAfter(staged)
     const checkpoint: Checkpoint = {
       generation,
       headSegment: this.log.headSegment,
@@ -99,7 +100,8 @@ export class Checkpointer {
       cleanerRecordBytes: counters.cleanerRecordBytes,
       liveBytes: this.segments.liveBytes,
       incarnations: this.segments.incarnations,
-      pageStates: this.map.statesAfter(staged),
+      pageStates: pages.states,
+      pageGenerations: pages.generations,
     }
     const length = encodeCheckpoint(this.geometry, checkpoint, this.slotBuffer)
     const promise = this.write(generation, staged, buffer, length, dead, checkpoint.lastSequence).finally(() => {

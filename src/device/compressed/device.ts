@@ -297,6 +297,7 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
         liveBytes: segments.liveBytes,
         incarnations: segments.incarnations,
         pageStates: new Uint8Array(geometry.mapPageCount),
+        pageGenerations: new Uint32Array(geometry.mapPageCount),
       },
       slot,
     )

@@ -32,8 +32,12 @@ export const MAP_PAGE_MAGIC = Buffer.from('CUBBYMAP', 'latin1')
 /** FIXED. Magic of a log chunk header: "CUBBYCHK". */
 export const CHUNK_MAGIC = Buffer.from('CUBBYCHK', 'latin1')
 
-/** FIXED. The format version this build writes and the only one it reads. */
-export const FORMAT_VERSION = 1
+/**
+ * FIXED. The format version this build writes and the only one it reads.
+ * Version 2 added the checkpoint's page generation table, which lets a map
+ * page load tell a stale copy from the current one (docs/format.md 3.3).
+ */
+export const FORMAT_VERSION = 2
 
 /** FIXED. Bytes used of the header; the header region is HEADER_REGION_BYTES. */
 export const HEADER_BYTES = 128
@@ -43,6 +47,8 @@ export const HEADER_REGION_BYTES = 4096
 export const CHECKPOINT_FIXED_BYTES = 96
 /** FIXED. Bytes per segment in the checkpoint's segment table. */
 export const SEGMENT_TABLE_ENTRY_BYTES = 8
+/** FIXED. Bytes per map page in the checkpoint: its state (u8) and the generation that wrote its current copy (u32). */
+export const PAGE_TABLE_ENTRY_BYTES = 5
 /** FIXED. A map page copy. */
 export const MAP_PAGE_BYTES = 4096
 /** FIXED. Header of a map page. */
@@ -178,7 +184,7 @@ export function planGeometry(request: GeometryRequest, minimumSegments: number):
   let segmentCount = Math.max(minimumSegments, Math.ceil(Math.min(request.dataBytes, MAX_DATA_BYTES) / segmentBytes))
   segmentCount = Math.min(segmentCount, Math.floor(MAX_DATA_BYTES / segmentBytes))
   const layout = (segments: number) => {
-    const checkpointSlotBytes = roundUp(CHECKPOINT_FIXED_BYTES + SEGMENT_TABLE_ENTRY_BYTES * segments + mapPageCount, 4096)
+    const checkpointSlotBytes = roundUp(checkpointBytesFor(segments, mapPageCount), 4096)
     const checkpointOffset = HEADER_REGION_BYTES
     const mapOffset = checkpointOffset + 2 * checkpointSlotBytes
     const dataOffset = dataAreaOffset(mapOffset, mapPageCount, segmentBytes)
@@ -224,7 +230,7 @@ function checkGeometry(geometry: Geometry, where: string): void {
     problems.push(`${geometry.segmentCount} segments do not fit the address bits`)
   }
   if (geometry.mapPageCount !== Math.ceil(geometry.blockCount / ENTRIES_PER_PAGE)) problems.push(`map page count ${geometry.mapPageCount}`)
-  const slot = roundUp(CHECKPOINT_FIXED_BYTES + SEGMENT_TABLE_ENTRY_BYTES * geometry.segmentCount + geometry.mapPageCount, 4096)
+  const slot = roundUp(checkpointBytesFor(geometry.segmentCount, geometry.mapPageCount), 4096)
   if (geometry.checkpointOffset !== HEADER_REGION_BYTES || geometry.checkpointSlotBytes !== slot) problems.push('checkpoint area')
   if (geometry.mapOffset !== geometry.checkpointOffset + 2 * slot) problems.push('map area offset')
   if (geometry.dataOffset !== dataAreaOffset(geometry.mapOffset, geometry.mapPageCount, geometry.segmentBytes)) problems.push('data area offset')
@@ -317,16 +323,23 @@ export interface Checkpoint {
   incarnations: Uint32Array
   /** Per map page: PageState. */
   pageStates: Uint8Array
+  /** Per map page: low 32 bits of the generation of the checkpoint that wrote its current copy (0: never written). */
+  pageGenerations: Uint32Array
+}
+
+function checkpointBytesFor(segments: number, mapPages: number): number {
+  return CHECKPOINT_FIXED_BYTES + SEGMENT_TABLE_ENTRY_BYTES * segments + PAGE_TABLE_ENTRY_BYTES * mapPages
 }
 
 export function checkpointBytes(geometry: Geometry): number {
-  return CHECKPOINT_FIXED_BYTES + SEGMENT_TABLE_ENTRY_BYTES * geometry.segmentCount + geometry.mapPageCount
+  return checkpointBytesFor(geometry.segmentCount, geometry.mapPageCount)
 }
 
 export function encodeCheckpoint(geometry: Geometry, checkpoint: Checkpoint, target: Buffer): number {
   const total = checkpointBytes(geometry)
   assert(target.length >= total && total <= geometry.checkpointSlotBytes)
   assert(checkpoint.liveBytes.length === geometry.segmentCount && checkpoint.pageStates.length === geometry.mapPageCount)
+  assert(checkpoint.pageGenerations.length === geometry.mapPageCount)
   assert(checkpoint.headSegment < geometry.segmentCount && checkpoint.successorSegment < geometry.segmentCount)
   assert(checkpoint.headSegment !== checkpoint.successorSegment, 'the successor is another segment than the head')
   assert(checkpoint.headOffset <= geometry.segmentBytes && checkpoint.headOffset % CHUNK_ALIGNMENT_BYTES === 0)
@@ -353,6 +366,11 @@ export function encodeCheckpoint(geometry: Geometry, checkpoint: Checkpoint, tar
     offset += SEGMENT_TABLE_ENTRY_BYTES
   }
   target.set(checkpoint.pageStates, offset)
+  offset += geometry.mapPageCount
+  for (let page = 0; page < geometry.mapPageCount; page++, offset += 4) {
+    assert((checkpoint.pageStates[page] === PageState.NEVER_WRITTEN) === (checkpoint.pageGenerations[page] === 0), 'a written page has a generation')
+    target.writeUInt32LE(checkpoint.pageGenerations[page]!, offset)
+  }
   target.writeUInt32LE(crcWithZeroField(target, 0, total, 12), 12)
   return total
 }
@@ -383,6 +401,7 @@ export function decodeCheckpoint(geometry: Geometry, source: Buffer): Checkpoint
     liveBytes: new Uint32Array(geometry.segmentCount),
     incarnations: new Uint32Array(geometry.segmentCount),
     pageStates: new Uint8Array(geometry.mapPageCount),
+    pageGenerations: new Uint32Array(geometry.mapPageCount),
   }
   let offset = CHECKPOINT_FIXED_BYTES
   for (let segment = 0; segment < geometry.segmentCount; segment++) {
@@ -391,6 +410,8 @@ export function decodeCheckpoint(geometry: Geometry, source: Buffer): Checkpoint
     offset += SEGMENT_TABLE_ENTRY_BYTES
   }
   checkpoint.pageStates.set(source.subarray(offset, offset + geometry.mapPageCount))
+  offset += geometry.mapPageCount
+  for (let page = 0; page < geometry.mapPageCount; page++, offset += 4) checkpoint.pageGenerations[page] = source.readUInt32LE(offset)
   const problems: string[] = []
   if (checkpoint.generation < 1) problems.push('generation 0')
   if (checkpoint.headSegment >= geometry.segmentCount || checkpoint.successorSegment >= geometry.segmentCount) problems.push('head segment')
@@ -398,6 +419,9 @@ export function decodeCheckpoint(geometry: Geometry, source: Buffer): Checkpoint
   if (checkpoint.headOffset > geometry.segmentBytes || checkpoint.headOffset % CHUNK_ALIGNMENT_BYTES !== 0) problems.push('head offset')
   if (checkpoint.mappedBlocks > geometry.blockCount) problems.push('blocks in use')
   for (const state of checkpoint.pageStates) if (state > PageState.COPY_1) problems.push(`page state ${state}`)
+  checkpoint.pageStates.forEach((state, page) => {
+    if ((state === PageState.NEVER_WRITTEN) !== (checkpoint.pageGenerations[page] === 0)) problems.push(`page ${page} has state ${state} and generation ${checkpoint.pageGenerations[page]}`)
+  })
   if (problems.length > 0) throw corrupt(`checkpoint generation ${checkpoint.generation}: checksum is valid but the content is not (${problems.join(', ')})`)
   return checkpoint
 }
@@ -425,7 +449,13 @@ export function encodeMapPage(geometry: Geometry, page: number, generation: numb
   target.writeUInt32LE(crcWithZeroField(target, at, MAP_PAGE_BYTES, at + 12), at + 12)
 }
 
-export function decodeMapPage(geometry: Geometry, page: number, copy: number, source: Buffer, at: number, entries: Uint32Array): void {
+/**
+ * Decodes the copy `copy` of map page `page` from source[at]. The copy must
+ * have been written by the checkpoint whose generation (low 32 bits) is
+ * `generation`, as the committed checkpoint records: an older copy (a lost or
+ * misdirected write of the page) is CUBBY_CORRUPT, never a stale map.
+ */
+export function decodeMapPage(geometry: Geometry, page: number, copy: number, generation: number, source: Buffer, at: number, entries: Uint32Array): void {
   const where = `map page ${page} copy ${copy} (volume byte ${mapPageOffset(geometry, page, copy)})`
   if (!hasMagic(source, at, MAP_PAGE_MAGIC)) throw corrupt(`${where}: bad magic`)
   if (source.readUInt16LE(at + 8) !== FORMAT_VERSION || source.readUInt16LE(at + 10) !== MAP_PAGE_HEADER_BYTES) throw corrupt(`${where}: bad version`)
@@ -434,6 +464,9 @@ export function decodeMapPage(geometry: Geometry, page: number, copy: number, so
   if (stored !== computed) throw corrupt(`${where}: checksum mismatch (stored ${hex(stored)}, computed ${hex(computed)})`)
   if (!sameStoreId(source, geometry.storeId, at + 16)) throw corrupt(`${where}: belongs to another store`)
   if (source.readUInt32LE(at + 24) !== page) throw corrupt(`${where}: holds page ${source.readUInt32LE(at + 24)}`)
+  if (source.readUInt32LE(at + 28) !== generation) {
+    throw corrupt(`${where}: was written by checkpoint generation ${source.readUInt32LE(at + 28)}, not ${generation} as the checkpoint records (a stale or misdirected copy)`)
+  }
   const limit = geometry.segmentCount * geometry.segmentBytes
   let offset = at + MAP_PAGE_HEADER_BYTES
   for (let index = 0; index < ENTRIES_PER_PAGE; index++, offset += 4) {

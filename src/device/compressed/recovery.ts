@@ -96,7 +96,7 @@ export async function recover(geometry: Geometry, volume: Volume, budgetPages: n
     checkpoint.nextIncarnation,
   )
   segments.classify(checkpoint.headSegment, checkpoint.successorSegment)
-  const map = new BlockMap(geometry, volume, Uint8Array.from(checkpoint.pageStates), budgetPages)
+  const map = new BlockMap(geometry, volume, Uint8Array.from(checkpoint.pageStates), Uint32Array.from(checkpoint.pageGenerations), budgetPages)
   const mapper = new Mapper(geometry, map, segments, checkpoint.mappedBlocks)
   const replay = new Replay(geometry, volume, checkpoint, segments, map, mapper)
   await replay.run()
