@@ -17,6 +17,10 @@
 //   write(handle, descriptors, count, buffers) -> Promise<void>
 //       one batch of `count` requests laid out as kDescriptorFields numbers
 //       each (constants.h); `buffers` is kept alive until the batch settles
+//   readEach(handle, descriptors, count, buffers, onRequest) -> Promise<void>
+//       a read batch whose requests are reported one by one as they finish,
+//       onRequest(index, error | undefined); the promise resolves after the
+//       last report (volume.h, Batch::onRequest)
 //   sync(handle) -> Promise<void>                      fdatasync
 //   discard(handle, offset, length) -> Promise<void>   punch hole / discard
 //   grow(handle, size) -> void                         ftruncate, files only
@@ -140,11 +144,12 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   return result;
 }
 
-// read / write: the hot path. One call per batch, a handful of N-API calls
-// per distinct buffer, and no allocation in steady state.
-Napi::Value Transfer(const Napi::CallbackInfo& info, Operation operation) {
+// read / write / readEach: the hot path. One call per batch, a handful of
+// N-API calls per distinct buffer, and no allocation in steady state.
+Napi::Value Transfer(const Napi::CallbackInfo& info, Operation operation, bool each) {
   Napi::Env env = info.Env();
-  if (info.Length() != 4) return ThrowTypeError(env, "read/write(handle, descriptors, count, buffers) takes four arguments");
+  if (info.Length() != (each ? 5u : 4u)) return ThrowTypeError(env, "read/write(handle, descriptors, count, buffers) and readEach(..., onRequest) take four and five arguments");
+  if (each && !info[4].IsFunction()) return ThrowTypeError(env, "readEach expects a function as its fifth argument");
   Volume* volume = VolumeOf(env, info[0]);
   if (volume == nullptr) return env.Undefined();
   napi_typedarray_type type;
@@ -176,12 +181,13 @@ Napi::Value Transfer(const Napi::CallbackInfo& info, Operation operation) {
   napi_value promise;
   Failure failure;
   const bool accepted = volume->Transfer(operation, static_cast<const double*>(descriptorData), static_cast<uint32_t>(count),
-                                         views.data(), bufferCount, &promise, &failure);
+                                         views.data(), bufferCount, each ? static_cast<napi_value>(info[4]) : nullptr, &promise, &failure);
   return PromiseOrThrow(env, *volume, accepted, promise, failure);
 }
 
-Napi::Value Read(const Napi::CallbackInfo& info) { return Transfer(info, Operation::kRead); }
-Napi::Value Write(const Napi::CallbackInfo& info) { return Transfer(info, Operation::kWrite); }
+Napi::Value Read(const Napi::CallbackInfo& info) { return Transfer(info, Operation::kRead, false); }
+Napi::Value ReadEach(const Napi::CallbackInfo& info) { return Transfer(info, Operation::kRead, true); }
+Napi::Value Write(const Napi::CallbackInfo& info) { return Transfer(info, Operation::kWrite, false); }
 
 Napi::Value Sync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -304,6 +310,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("constants", ExportConstants(env));
   exports.Set("open", Napi::Function::New(env, Open, "open"));
   exports.Set("read", Napi::Function::New(env, Read, "read"));
+  exports.Set("readEach", Napi::Function::New(env, ReadEach, "readEach"));
   exports.Set("write", Napi::Function::New(env, Write, "write"));
   exports.Set("sync", Napi::Function::New(env, Sync, "sync"));
   exports.Set("discard", Napi::Function::New(env, Discard, "discard"));
