@@ -28,6 +28,8 @@
 //   close(handle) -> Promise<void>                     waits for I/O in flight
 //   allocate(bytes) -> Buffer                          zero-filled, kBufferAlignment-aligned
 //   crc32c(data, start, end, seed) -> number
+//   lz4Decode(source, start, end, target, targetStart, targetEnd) -> number
+//       bytes decoded into target[targetStart, targetEnd), or -1 (lz4.h)
 //   constants                                          everything in constants.h
 #include <napi.h>
 
@@ -38,6 +40,7 @@
 #include "allocation.h"
 #include "constants.h"
 #include "crc32c.h"
+#include "lz4.h"
 #include "volume.h"
 
 namespace cubby {
@@ -280,6 +283,35 @@ Napi::Value Crc32cFunction(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, crc);
 }
 
+// lz4Decode(source, start, end, target, targetStart, targetEnd): number
+Napi::Value Lz4DecodeFunction(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto isBytes = [](const Napi::Value& value) {
+    return value.IsTypedArray() && value.As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array;
+  };
+  if (info.Length() != 6 || !isBytes(info[0]) || !isBytes(info[3])) {
+    return ThrowTypeError(env, "lz4Decode(source, start, end, target, targetStart, targetEnd) expects two Uint8Arrays and four numbers");
+  }
+  for (size_t index : {1, 2, 4, 5}) {
+    if (!info[index].IsNumber()) return ThrowTypeError(env, "lz4Decode: offsets must be numbers");
+  }
+  Napi::Uint8Array source = info[0].As<Napi::Uint8Array>();
+  Napi::Uint8Array target = info[3].As<Napi::Uint8Array>();
+  const double start = info[1].As<Napi::Number>().DoubleValue();
+  const double end = info[2].As<Napi::Number>().DoubleValue();
+  const double targetStart = info[4].As<Napi::Number>().DoubleValue();
+  const double targetEnd = info[5].As<Napi::Number>().DoubleValue();
+  if (!(start >= 0 && start <= end && end <= static_cast<double>(source.ByteLength())) ||
+      !(targetStart >= 0 && targetStart <= targetEnd && targetEnd <= static_cast<double>(target.ByteLength())) ||
+      std::floor(start) != start || std::floor(end) != end || std::floor(targetStart) != targetStart || std::floor(targetEnd) != targetEnd) {
+    Napi::RangeError::New(env, "lz4Decode: a range lies outside its buffer").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const int64_t written = Lz4DecodeBlock(source.Data() + static_cast<size_t>(start), static_cast<size_t>(end - start),
+                                         target.Data() + static_cast<size_t>(targetStart), static_cast<size_t>(targetEnd - targetStart));
+  return Napi::Number::New(env, static_cast<double>(written));
+}
+
 Napi::Object ExportConstants(Napi::Env env) {
   Napi::Object constants = Napi::Object::New(env);
   constants.Set("BLOCK_SIZE", kBlockSize);
@@ -319,6 +351,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("close", Napi::Function::New(env, Close, "close"));
   exports.Set("allocate", Napi::Function::New(env, Allocate, "allocate"));
   exports.Set("crc32c", Napi::Function::New(env, Crc32cFunction, "crc32c"));
+  exports.Set("lz4Decode", Napi::Function::New(env, Lz4DecodeFunction, "lz4Decode"));
   return exports;
 }
 

@@ -88,6 +88,7 @@ export interface NativeBinding {
   close(handle: NativeHandle): Promise<void>
   allocate(bytes: number): Buffer
   crc32c(data: Uint8Array, start: number, end: number, seed: number): number
+  lz4Decode(source: Uint8Array, start: number, end: number, target: Uint8Array, targetStart: number, targetEnd: number): number
 }
 
 const CONSTANT_NAMES: ReadonlyArray<keyof NativeConstants> = [
