@@ -20,9 +20,11 @@ int64_t Lz4DecodeBlock(const uint8_t* source, size_t sourceLength, uint8_t* targ
       } while (more == 255);
     }
     if (literals > sourceLength - input || literals > targetCapacity - output) return -1;
-    std::memcpy(target + output, source + input, literals);
-    input += literals;
-    output += literals;
+    if (literals > 0) {  // memcpy's pointers must be valid even for 0 bytes; an empty target has none
+      std::memcpy(target + output, source + input, literals);
+      input += literals;
+      output += literals;
+    }
     if (input == sourceLength) break;  // the last sequence: literals only
     if (sourceLength - input < 2) return -1;
     const size_t distance = source[input] | (static_cast<size_t>(source[input + 1]) << 8);
