@@ -27,6 +27,8 @@ import { Engine, type EngineStats, type WriteInput, probeStore } from './engine/
 import { MAX_KEY_BYTES, MAX_VALUE_BYTES } from './engine/format'
 import { minimumStoreBlocks } from './engine/layout'
 import { type Plan, planStore } from './engine/sizing'
+import { type MetricsOptions, renderMetrics, validateMetricsOptions } from './metrics/collect'
+import { OP } from './metrics/operations'
 
 /**
  * Compression of a new store when the `compression` option is not given:
@@ -266,66 +268,73 @@ export class CubbyDB implements AsyncDisposable {
 
   /** The value of `key`, or undefined when it is not in the store. */
   get(key: Key): Promise<Buffer | undefined> {
+    const started = performance.now()
     try {
       this.checkOpen()
-      return this.engine.get(encodeKey(key))
+      return this.engine.get(encodeKey(key), started)
     } catch (error) {
-      return Promise.reject(error)
+      return this.engine.meter.refuse(OP.get, started, error)
     }
   }
 
   /** The values of `keys`, in order (undefined where missing). All reads go to the device as one batch. */
   getMany(keys: readonly Key[]): Promise<Array<Buffer | undefined>> {
+    const started = performance.now()
     try {
       this.checkOpen()
       if (!Array.isArray(keys)) throw invalidArgument('getMany() takes an array of keys')
       const encoded = keys.map((key) => encodeKey(key))
-      return Promise.all(encoded.map((bytes) => this.engine.get(bytes)))
+      return this.engine.meter.track(OP.getMany, started, Promise.all(encoded.map((bytes) => this.engine.get(bytes))))
     } catch (error) {
-      return Promise.reject(error)
+      return this.engine.meter.refuse(OP.getMany, started, error)
     }
   }
 
   /** Whether `key` is in the store (never reads a large value). */
   has(key: Key): Promise<boolean> {
+    const started = performance.now()
     try {
       this.checkOpen()
-      return this.engine.has(encodeKey(key))
+      return this.engine.has(encodeKey(key), started)
     } catch (error) {
-      return Promise.reject(error)
+      return this.engine.meter.refuse(OP.has, started, error)
     }
   }
 
   put(key: Key, value: Value, options?: WriteOptions): Promise<void> {
+    const started = performance.now()
     try {
       this.checkWritable()
       const sync = validateWriteOptions(options, this.settings.sync)
-      return this.engine.write([{ key: encodeKey(key), value: encodeValue(value) }], sync)
+      return this.engine.write([{ key: encodeKey(key), value: encodeValue(value) }], sync, OP.put, started)
     } catch (error) {
-      return Promise.reject(error)
+      return this.engine.meter.refuse(OP.put, started, error)
     }
   }
 
   del(key: Key, options?: WriteOptions): Promise<void> {
+    const started = performance.now()
     try {
       this.checkWritable()
       const sync = validateWriteOptions(options, this.settings.sync)
-      return this.engine.write([{ key: encodeKey(key), value: undefined }], sync)
+      return this.engine.write([{ key: encodeKey(key), value: undefined }], sync, OP.del, started)
     } catch (error) {
-      return Promise.reject(error)
+      return this.engine.meter.refuse(OP.del, started, error)
     }
   }
 
   /** Applies every operation, or (after any crash, or on a rejected argument) none. */
   batch(operations: readonly BatchOperation[], options?: WriteOptions): Promise<void> {
+    const started = performance.now()
     try {
       this.checkWritable()
       const sync = validateWriteOptions(options, this.settings.sync)
       const inputs = encodeBatch(operations)
-      if (inputs.length === 0) return Promise.resolve()
-      return this.engine.write(inputs, sync)
+      if (inputs.length > 0) return this.engine.write(inputs, sync, OP.batch, started)
+      this.engine.meter.settle(OP.batch, started, 0)
+      return Promise.resolve()
     } catch (error) {
-      return Promise.reject(error)
+      return this.engine.meter.refuse(OP.batch, started, error)
     }
   }
 
@@ -357,6 +366,13 @@ export class CubbyDB implements AsyncDisposable {
   stats(): Stats {
     this.checkOpen()
     return this.engine.stats()
+  }
+
+  metrics(options?: MetricsOptions): string {
+    this.checkOpen()
+    const settings = validateMetricsOptions(options)
+    const engine = this.engine
+    return renderMetrics({ stats: engine.stats(), device: engine.deviceStats(), groupCommitSizes: engine.groupCommitSizes, operations: engine.meter }, settings)
   }
 
   /** Settles every pending call, flushes, and closes. Idempotent. */
