@@ -22,3 +22,6 @@ export {
 } from './db'
 export type { Plan } from './engine/sizing'
 export type { CompressionMode } from './device/open'
+export { exportStore, importStore, DumpReader, DUMP_VERSION, type DumpHeader, type DumpSummary, type DumpFrame, type ExportOptions, type ImportOptions } from './dump'
+export { METRICS_CONTENT_TYPES, type MetricsFormat } from './metrics/exposition'
+export type { MetricsOptions } from './metrics/collect'
