@@ -422,14 +422,15 @@ export function plan(options: PlanOptions): Plan {
   return planStore(checked)
 }
 
+/** Logical bytes a new image file gets when `size` is not given: room for 64× the planned keys, at least 4 GiB, at most 16 TiB. */
+export function defaultImageBytes(storePlan: Plan): number {
+  return Math.min(MAX_DEFAULT_SIZE_BYTES, Math.max(MIN_DEFAULT_SIZE_BYTES, DEFAULT_GROWTH_ROOM * storePlan.logicalBytes))
+}
+
 /** Logical blocks of a new store on `volume`. */
 function newStoreBlocks(volume: Volume, settings: Settings, storePlan: Plan): number {
   if (!volume.growable) return Math.floor(volume.size / BLOCK_SIZE)
-  let bytes = settings.size
-  if (bytes === undefined) {
-    const wanted = DEFAULT_GROWTH_ROOM * storePlan.logicalBytes
-    bytes = Math.min(MAX_DEFAULT_SIZE_BYTES, Math.max(MIN_DEFAULT_SIZE_BYTES, wanted))
-  }
+  const bytes = settings.size ?? defaultImageBytes(storePlan)
   const blocks = Math.floor(bytes / BLOCK_SIZE)
   if (blocks < minimumStoreBlocks(storePlan.buckets)) {
     throw invalidArgument(`option size ${bytes} is too small for ${storePlan.buckets} buckets: at least ${minimumStoreBlocks(storePlan.buckets) * BLOCK_SIZE} bytes`)
