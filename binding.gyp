@@ -4,7 +4,13 @@
       "target_name": "cubbydb",
       "sources": [
         "native/addon.cc",
-        "native/crc32c.cc"
+        "native/allocation.cc",
+        "native/crc32c.cc",
+        "native/failure.cc",
+        "native/file.cc",
+        "native/thread_pool.cc",
+        "native/uring.cc",
+        "native/volume.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
