@@ -37,6 +37,7 @@ import { OP } from './metrics/operations'
  */
 export const DEFAULT_COMPRESSION: CompressionMode = 'lz4'
 
+/** The default of every option of open() that has one (docs/api.md, the options table). */
 export const DEFAULTS = {
   sync: true,
   cacheSize: 64 * 1024 * 1024,
@@ -56,9 +57,12 @@ const DEFAULT_GROWTH_ROOM = 64
 const MIN_DEFAULT_SIZE_BYTES = 4 * 1024 * 1024 * 1024
 const MAX_DEFAULT_SIZE_BYTES = 16 * 1024 ** 4
 
+/** A key: a string (its UTF-8 bytes) or bytes, 1 to 1024 of them. A string and a byte array with the same bytes name the same key. */
 export type Key = string | Uint8Array
+/** A value: a string (its UTF-8 bytes) or bytes, 0 to 64 MiB. Values come back as Buffers. */
 export type Value = string | Uint8Array
 
+/** Options of open(); unknown names are refused with CUBBY_INVALID_ARGUMENT. */
 export interface OpenOptions {
   /** Default for writes: resolve only once durable (default true). */
   sync?: boolean
@@ -84,19 +88,26 @@ export interface OpenOptions {
   size?: number
 }
 
+/** Options of put(), del() and batch(). */
 export interface WriteOptions {
   /** Resolve only once durable (default: the store's `sync` option). */
   sync?: boolean
 }
 
+/** One operation of batch(): a put of `value` under `key`, or a delete of `key`. */
 export type BatchOperation = { type: 'put'; key: Key; value: Value } | { type: 'del'; key: Key }
 
+/** What plan() sizes for. */
 export interface PlanOptions {
+  /** Keys the store is to hold (1 to 2^40). */
   keys: number
+  /** Typical key size in bytes (default 24). */
   keySize?: number
+  /** Typical value size in bytes (default 100). */
   valueSize?: number
 }
 
+/** A snapshot of a store's state and counters: stats() (docs/api.md has every field). */
 export type Stats = EngineStats
 
 interface Settings {
@@ -246,11 +257,16 @@ function encodeBatch(operations: unknown): WriteInput[] {
 
 type HandleStatus = 'open' | 'closing' | 'closed'
 
+/**
+ * An open store (made by open()): get, getMany, has, put, del, batch,
+ * iteration, flush, stats, metrics and close. Every method rejects with
+ * CUBBY_CLOSED once close() has been called.
+ */
 export class CubbyDB implements AsyncDisposable {
   private status: HandleStatus = 'open'
   private closing: Promise<void> | undefined
 
-  /** @internal Use `open()`. */
+  /** Made by open() and openOnVolume(); not for use by callers. @internal */
   constructor(
     /** The path (or volume name) the store was opened from. */
     readonly path: string,
@@ -258,10 +274,12 @@ export class CubbyDB implements AsyncDisposable {
     private readonly settings: Settings,
   ) {}
 
+  /** Whether the handle is open (false once close() is called). */
   get isOpen(): boolean {
     return this.status === 'open'
   }
 
+  /** Whether the store was opened with `readOnly: true`. */
   get readOnly(): boolean {
     return this.settings.readOnly
   }
@@ -301,6 +319,7 @@ export class CubbyDB implements AsyncDisposable {
     }
   }
 
+  /** Sets `key` to `value`; resolves once durable (with `sync`, the default) or handed to the device. */
   put(key: Key, value: Value, options?: WriteOptions): Promise<void> {
     const started = performance.now()
     try {
@@ -312,6 +331,7 @@ export class CubbyDB implements AsyncDisposable {
     }
   }
 
+  /** Deletes `key` (a missing key is not an error); durability as for put(). */
   del(key: Key, options?: WriteOptions): Promise<void> {
     const started = performance.now()
     try {
@@ -353,21 +373,29 @@ export class CubbyDB implements AsyncDisposable {
     return this.iterate((_key, value) => value)
   }
 
+  /** Same as entries(): `for await (const [key, value] of db)`. */
   [Symbol.asyncIterator](): AsyncIterableIterator<[Buffer, Buffer]> {
     return this.entries()
   }
 
-  /** Writes everything buffered to its bucket. */
+  /** Applies every write made before the call to its bucket and checkpoints the log (durability does not need it). */
   async flush(): Promise<void> {
     this.checkOpen()
     await this.engine.flush()
   }
 
+  /** A snapshot of the store's state, counters and memory by part (throws CUBBY_CLOSED once closed). */
   stats(): Stats {
     this.checkOpen()
     return this.engine.stats()
   }
 
+  /**
+   * The store's metrics as an OpenMetrics text exposition (or Prometheus text
+   * 0.0.4 with `format: 'prometheus'`), for a `/metrics` endpoint: operations
+   * by kind and result, latency histograms, device I/O, memory by part,
+   * compression, cleaning, group commit, flushes and write stalls.
+   */
   metrics(options?: MetricsOptions): string {
     this.checkOpen()
     const settings = validateMetricsOptions(options)
@@ -386,6 +414,7 @@ export class CubbyDB implements AsyncDisposable {
     return this.closing
   }
 
+  /** Same as close(): `await using db = await open(path)` closes the store at the end of the scope. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close()
   }

@@ -28,11 +28,13 @@ import {
   writePair,
 } from './format'
 
+/** Options of exportStore(). */
 export interface ExportOptions {
   /** Called after each frame: pairs written so far, and the keys the store held when the export began. */
   onProgress?: (pairs: number, pairsExpected: number) => void
 }
 
+/** The totals of a dump written or read: pairs, their key and value bytes, and the dump's own bytes. */
 export interface DumpSummary extends DumpTotals {
   /** Bytes of the dump: header, frames and end frame. */
   bytes: number

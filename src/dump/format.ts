@@ -64,7 +64,9 @@ const FRAME = {
   payloadChecksum: 24,
 } as const
 
+/** The file header of a dump (docs/format.md 4.1). */
 export interface DumpHeader {
+  /** Format version of the dump (1). */
   version: number
   /** Keys the source store held when the export began (a sizing hint; 0 when unknown). */
   pairsExpected: number
@@ -74,9 +76,13 @@ export interface DumpHeader {
   sourceMode: SourceMode
 }
 
+/** Pairs in a dump and the bytes of their keys and values. */
 export interface DumpTotals {
+  /** Pairs (keys with their values). */
   pairs: number
+  /** Bytes of all keys. */
   keyBytes: number
+  /** Bytes of all values. */
   valueBytes: number
 }
 

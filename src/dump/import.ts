@@ -31,10 +31,17 @@ import {
 
 /** One verified pairs frame: its header and payload (pairs are views into it). */
 export interface DumpFrame {
+  /** The frame's header: sequence, payload bytes, pair count, payload checksum. */
   header: FrameHeader
+  /** The frame's payload, its checksum verified. */
   payload: Buffer
 }
 
+/**
+ * Reads a dump from a stream and verifies it as it goes: header() first (the
+ * importer sizes a new store from it), then frames() yields each verified
+ * frame and checks the end frame's totals.
+ */
 export class DumpReader {
   private readonly chunks: AsyncIterator<Uint8Array>
   private current: Buffer = Buffer.alloc(0)
@@ -120,6 +127,7 @@ export class DumpReader {
   }
 }
 
+/** Options of importStore(). */
 export interface ImportOptions {
   /** Called after each frame is written: input bytes consumed and pairs written so far. */
   onProgress?: (bytesRead: number, pairs: number) => void

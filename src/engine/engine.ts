@@ -72,16 +72,27 @@ export interface WriteInput {
 }
 
 export interface EngineStats {
+  /** Keys in the buckets (writes still in the write buffer count after the flush that applies them). */
   keys: number
+  /** Buckets in use: N0·2^level + split pointer. */
   buckets: number
+  /** Bytes of entries divided by the bytes the buckets can hold. */
   loadFactor: number
+  /** Buckets with an overflow chain. */
   overflowBuckets: number
+  /** Overflow blocks in use. */
   overflowBlocks: number
+  /** Records in the write buffers, not yet applied to their buckets. */
   bufferedWrites: number
+  /** Linear hashing level L. */
   level: number
+  /** Linear hashing split pointer s: the next bucket to split. */
   splitPointer: number
+  /** Flush steps committed since the store was created. */
   generation: number
+  /** Flush steps committed by this handle. */
   flushSteps: number
+  /** Buckets split by this handle. */
   splits: number
   /** Times writers waited for room in the write buffer or the log (backpressure), and for how long in all and at most. */
   writeStalls: { count: number; totalMs: number; maxMs: number }
@@ -89,15 +100,25 @@ export interface EngineStats {
   recovery: { journalsApplied: number; stepRedone: boolean; framesReplayed: number }
   /** Group commit since open: log frames written, writes (put/del/batch calls) and records they carried, payload bytes, frames followed by a device flush. */
   log: { commits: number; writes: number; records: number; bytes: number; syncedCommits: number }
+  /** GETs the bucket cache answered, and GETs that read the device. */
   cache: { hits: number; misses: number }
+  /** Bytes of memory held, by part; every part is bounded by the options, none grows with the number of keys. */
   memory: {
+    /** The sum of the parts. */
     total: number
+    /** Bucket cache (up to cacheSize). */
     cache: number
+    /** Write buffers (up to writeBufferSize). */
     writeBuffer: number
+    /** Writes waiting for their log frame (up to 8 MiB). */
     commitQueue: number
+    /** The log frame buffer (up to 4 MiB). */
     logBuffer: number
+    /** Read arena, flush step and large values in flight. */
     ioBuffers: number
+    /** Allocation bitmap of the heap (8 KiB per 127 MiB reached). */
     bitmap: number
+    /** The block device's own maps and buffers (the LZ4 layer's map cache and tables). */
     device: number
   }
   /** The block device's counters (device reads per GET = reads / GETs with the cache off). */

@@ -20,6 +20,7 @@ import { Exposition, LABEL_NAME, type MetricsFormat, renderLabels } from './expo
 import type { Histogram } from './histogram'
 import { OPERATION_KINDS, type OperationMeter } from './operations'
 
+/** Options of metrics(). */
 export interface MetricsOptions {
   /** 'openmetrics' (default; ends with `# EOF`) or 'prometheus' (text format 0.0.4, for appending to another registry's output). */
   format?: MetricsFormat

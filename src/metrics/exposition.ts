@@ -21,6 +21,7 @@
 
 import type { Histogram } from './histogram'
 
+/** The text formats metrics() writes: OpenMetrics 1.0 (default) or Prometheus text 0.0.4. */
 export type MetricsFormat = 'openmetrics' | 'prometheus'
 
 /** The HTTP Content-Type of each format, for a `/metrics` handler. */
