@@ -1,5 +1,6 @@
 // A strict reader of the text exposition formats, for tests: OpenMetrics 1.0
-// (application/openmetrics-text) and Prometheus text 0.0.4. It throws on
+// (application/openmetrics-text) and Prometheus text 0.0.4 (which, unlike
+// OpenMetrics, allows empty lines: prom-client writes them). It throws on
 // anything the specifications forbid that a scraper would trip over: a sample
 // before its family's TYPE, interleaved families, a counter sample without
 // _total, histogram buckets out of order or not cumulative, a missing +Inf
@@ -106,7 +107,10 @@ export function parseExposition(text: string, format: 'openmetrics' | 'prometheu
     return current
   }
   for (const line of lines) {
-    if (line === '') throw new Error('empty line in exposition')
+    if (line === '') {
+      if (format === 'openmetrics') throw new Error('empty line in an OpenMetrics exposition')
+      continue
+    }
     if (line.startsWith('#')) {
       const match = /^# (TYPE|HELP|UNIT) (\S+)(?: (.*))?$/.exec(line)
       if (match === null) throw new Error(`bad comment line: ${line}`)
