@@ -4,7 +4,18 @@
 import test, { type ExecutionContext } from 'ava'
 import { Readable, Writable } from 'node:stream'
 import { DumpReader, exportStore, importStore } from '../src/dump'
-import { DUMP_HEADER_BYTES, FRAME_HEADER_BYTES, FRAME_TARGET_BYTES, PAIR_HEADER_BYTES } from '../src/dump/format'
+import {
+  DUMP_HEADER_BYTES,
+  END_PAYLOAD_BYTES,
+  FRAME_HEADER_BYTES,
+  FRAME_TARGET_BYTES,
+  PAIR_HEADER_BYTES,
+  encodeDumpHeader,
+  encodeEndPayload,
+  pairBytes,
+  sealFrame,
+  writePair,
+} from '../src/dump/format'
 import { type CubbyErrorCode, ErrorCode } from '../src/errors'
 import { contents, memoryStore, rejectsWith, reopen, seededRandom } from './helpers/store'
 
@@ -228,4 +239,26 @@ test('exporting to something that is not a stream is CUBBY_INVALID_ARGUMENT; imp
   const readOnly = await reopen(backing, { readOnly: true })
   await rejectsWith(t, importStore(readOnly, chunked(Buffer.alloc(64))), ErrorCode.READ_ONLY)
   await readOnly.close()
+})
+
+test('the worked example of docs/format.md 4.6 encodes to the bytes the document shows, and reads back', async (t) => {
+  const header = encodeDumpHeader({ pairsExpected: 1, createdMs: 1_767_225_600_000, sourceMode: 'lz4' })
+  const frame = Buffer.alloc(FRAME_HEADER_BYTES + pairBytes(5, 5))
+  writePair(frame, FRAME_HEADER_BYTES, Buffer.from('hello'), Buffer.from('world'))
+  sealFrame(frame, 'pairs', 0, pairBytes(5, 5), 1)
+  const end = Buffer.alloc(FRAME_HEADER_BYTES + END_PAYLOAD_BYTES)
+  encodeEndPayload(end, FRAME_HEADER_BYTES, { pairs: 1, keyBytes: 5, valueBytes: 5 })
+  sealFrame(end, 'end', 1, END_PAYLOAD_BYTES, 0)
+  const dump = Buffer.concat([header, frame, end])
+  t.is(dump.length, 168)
+  t.is(dump.readUInt32LE(12), 0x359be8b5, 'header CRC')
+  t.is(dump.readUInt32LE(72), 0x8372acb3, 'pairs frame header CRC')
+  t.is(dump.readUInt32LE(88), 0xc29809bb, 'pairs payload CRC')
+  t.is(dump.readUInt32LE(120), 0x337bc32d, 'end frame header CRC')
+  t.is(dump.readUInt32LE(136), 0x629d703f, 'end payload CRC')
+  t.is(dump.toString('hex', 96, 112), '05000500000068656c6c6f776f726c64', 'the pair')
+  const { db } = await memoryStore()
+  t.deepEqual(await importStore(db, chunked(dump, 7)), { pairs: 1, keyBytes: 5, valueBytes: 5, bytes: 168 })
+  t.is((await db.get('hello'))?.toString(), 'world')
+  await db.close()
 })
