@@ -2,11 +2,12 @@
 // safety from arguments, files and stdin, encodings, exit statuses, --json,
 // and what each refuses.
 import test from 'ava'
+import { spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import { open } from '../src/db'
 import { ErrorCode } from '../src/errors'
 import { MAX_VALUE_BYTES } from '../src/engine/format'
-import { cubby, cubbyJson, temporaryPath } from './helpers/cli'
+import { CUBBY, cubby, cubbyJson, temporaryPath } from './helpers/cli'
 
 async function newStore(): Promise<string> {
   const path = temporaryPath('keys.img')
@@ -129,4 +130,15 @@ test('get, put and del usage mistakes exit with status 2', async (t) => {
     t.is(result.status, 2, args.join(' '))
     t.regex(result.stderr, new RegExp(`usage: cubby ${args[0]} `), args.join(' '))
   }
+})
+
+test('a reader that goes away (EPIPE) is CUBBY_IO, not an internal error', async (t) => {
+  const path = await newStore()
+  const file = temporaryPath('big.bin')
+  fs.writeFileSync(file, Buffer.alloc(4 * 1024 * 1024, 7))
+  t.is((await cubby(['put', path, 'big', '--file', file])).status, 0)
+  const pipeline = spawnSync('/bin/bash', ['-c', `"${process.execPath}" "${CUBBY}" get "${path}" big | head -c 10 > /dev/null; echo "status \${PIPESTATUS[0]}" >&2`], { encoding: 'utf8' })
+  t.regex(pipeline.stderr, /^cubby get: CUBBY_IO: writing the output: .*EPIPE/m)
+  t.regex(pipeline.stderr, /status 1\n$/)
+  t.notRegex(pipeline.stderr, /internal error/)
 })

@@ -13,6 +13,7 @@
  */
 
 import * as fs from 'node:fs'
+import { streamError } from '../dump/export'
 import { CubbyError, ErrorCode } from '../errors'
 import type { OptionSpec, ParsedArguments } from './args'
 
@@ -42,10 +43,10 @@ export interface Command {
   run(args: CommandArguments, io: CommandIo): Promise<number>
 }
 
-/** Writes `text` and resolves once the stream has taken it. */
+/** Writes `text` and resolves once the stream has taken it; a stream error (EPIPE: the reader went away) is CUBBY_IO. */
 export function write(stream: NodeJS.WritableStream, text: string | Uint8Array): Promise<void> {
   return new Promise((resolve, reject) => {
-    stream.write(text, (error?: Error | null) => (error === undefined || error === null ? resolve() : reject(error)))
+    stream.write(text, (error?: Error | null) => (error === undefined || error === null ? resolve() : reject(streamError(error, 'writing the output'))))
   })
 }
 
