@@ -2,6 +2,7 @@
 // what create makes and refuses to overwrite, and info's figures against
 // db.stats() of the same store.
 import test from 'ava'
+import { spawn } from 'node:child_process'
 import * as fs from 'node:fs'
 import { open, plan } from '../src/db'
 import { ErrorCode } from '../src/errors'
@@ -128,4 +129,28 @@ test('create and info usage mistakes exit with status 2 and the synopsis', async
     t.is(result.status, 2, args.join(' '))
     t.regex(result.stderr, new RegExp(`usage: cubby ${args[0]} `), args.join(' '))
   }
+})
+
+test('info on a store whose owner was killed: recovers in memory, says the close was not clean, and writes nothing', async (t) => {
+  const path = temporaryPath('killed.img')
+  const index = require.resolve('../src/index')
+  const writer = spawn(process.execPath, ['-e', `
+    const { open } = require(${JSON.stringify(index)})
+    open(${JSON.stringify(path)}, { compression: 'none', expectedKeys: 1000, size: 64 * 1024 * 1024 }).then(async (db) => {
+      for (let i = 0; i < 50; i++) await db.put('key-' + i, 'value-' + i)
+      process.stdout.write('acknowledged\\n')
+      setInterval(() => undefined, 1000)
+    })`], { stdio: ['ignore', 'pipe', 'inherit'] })
+  await new Promise<void>((resolve) => writer.stdout.on('data', (chunk: Buffer) => chunk.toString().includes('acknowledged') && resolve()))
+  const exited = new Promise((resolve) => writer.once('exit', resolve))
+  writer.kill('SIGKILL')
+  await exited
+  const before = fs.readFileSync(path)
+  const { status, json, stderr } = await cubbyJson<Record<string, any>>(['info', path])
+  t.is(status, 0, stderr)
+  t.true(json.recovery.framesReplayed > 0, 'the log holds the acknowledged writes')
+  t.is(json.keys + json.bufferedWrites, 50, 'every acknowledged write is counted')
+  t.regex((await cubby(['info', path])).text, /last close +not clean: \d+ log frames/)
+  t.is((await cubby(['get', path, 'key-49'])).text, 'value-49')
+  t.true(fs.readFileSync(path).equals(before), 'read-only commands changed no byte of the store')
 })
