@@ -55,14 +55,18 @@ export function formatJson(value: unknown): string {
   return `${JSON.stringify(value, null, 2)}\n`
 }
 
+/** What a progress bar counts: pairs, bytes, or steps of some work (no noun). */
+export type ProgressUnit = 'pairs' | 'bytes' | 'steps'
+
 /** One line of the progress bar for `done` of `total` (total 0: unknown) after `elapsedMs`, fitted to `columns`. */
-export function renderProgress(label: string, done: number, total: number, unit: 'pairs' | 'bytes', elapsedMs: number, columns: number): string {
+export function renderProgress(label: string, done: number, total: number, unit: ProgressUnit, elapsedMs: number, columns: number): string {
   const amount = (value: number): string => (unit === 'bytes' ? formatBytes(value) : formatCount(value))
   const rate = elapsedMs > 0 ? (done * 1000) / elapsedMs : 0
-  const rateText = unit === 'bytes' ? `${formatBytes(rate)}/s` : `${formatCount(Math.round(rate))} ${unit}/s`
+  const noun = unit === 'pairs' ? ' pairs' : ''
+  const rateText = unit === 'bytes' ? `${formatBytes(rate)}/s` : `${formatCount(Math.round(rate))}${noun}/s`
   const known = total > 0
   const fraction = known ? Math.min(1, done / total) : 0
-  const counts = known ? `${amount(done)} of ${amount(total)}${unit === 'pairs' ? ' pairs' : ''}` : `${amount(done)}${unit === 'pairs' ? ' pairs' : ''}`
+  const counts = known ? `${amount(done)} of ${amount(total)}${noun}` : `${amount(done)}${noun}`
   let eta = ''
   if (known && rate > 0 && done < total) eta = `  ETA ${formatDuration(((total - done) / rate) * 1000)}`
   const tail = `${known ? ` ${(fraction * 100).toFixed(0).padStart(3)}%` : ''}  ${counts}  ${rateText}${eta}`
@@ -91,7 +95,7 @@ export class Progress {
   constructor(
     private readonly stream: NodeJS.WriteStream,
     private readonly label: string,
-    private readonly unit: 'pairs' | 'bytes',
+    private readonly unit: ProgressUnit,
   ) {}
 
   private get active(): boolean {

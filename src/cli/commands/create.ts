@@ -10,6 +10,7 @@
 
 import * as fs from 'node:fs'
 import { DEFAULTS, DEFAULT_COMPRESSION, open } from '../../db'
+import type { CompressionMode } from '../../device/open'
 import { CubbyError, ErrorCode, isCubbyError } from '../../errors'
 import { bytesOption, choiceOption, countOption, expectPositionals } from '../args'
 import { type Command, EXIT, fileError, isBlockDevice, write } from '../command'
@@ -17,6 +18,9 @@ import { formatBytes, formatCount, formatJson, formatTable, plural } from '../ou
 
 /** Bytes zeroed at the start of a block device so that it reads as empty (docs/format.md 1). */
 const WIPE_BYTES = 1024 * 1024
+
+/** The values of --compression. */
+export const COMPRESSION_MODES: readonly CompressionMode[] = ['lz4', 'none']
 
 export const SIZING_OPTIONS = {
   'expected-keys': { type: 'string' },
@@ -33,16 +37,32 @@ export const SIZING_HELP = `  --expected-keys N        keys to size the store fo
   --compression MODE       lz4 (software compression) or none (raw blocks,
                            for drives that compress in hardware)             (lz4)`
 
-/** The open() options of a new store from the sizing flags; `expectedKeys` when --expected-keys is not given. */
-export function sizingOptions(values: Record<string, string | boolean | undefined>, expectedKeys: number = DEFAULTS.expectedKeys) {
+export interface SizingOptions {
+  expectedKeys?: number
+  keySize?: number
+  valueSize?: number
+  size?: number
+  compression?: CompressionMode
+}
+
+/** The sizing flags given on the command line, as open() options (those not given are left out). */
+export function givenSizing(values: Record<string, string | boolean | undefined>): SizingOptions {
+  const given: SizingOptions = {}
+  const expectedKeys = countOption(values, 'expected-keys')
+  const keySize = bytesOption(values, 'key-size')
+  const valueSize = bytesOption(values, 'value-size')
   const size = bytesOption(values, 'size')
-  return {
-    expectedKeys: countOption(values, 'expected-keys', expectedKeys),
-    keySize: bytesOption(values, 'key-size', DEFAULTS.keySize),
-    valueSize: bytesOption(values, 'value-size', DEFAULTS.valueSize),
-    compression: choiceOption(values, 'compression', ['lz4', 'none'], DEFAULT_COMPRESSION),
-    ...(size === undefined ? {} : { size }),
-  }
+  if (expectedKeys !== undefined) given.expectedKeys = expectedKeys
+  if (keySize !== undefined) given.keySize = keySize
+  if (valueSize !== undefined) given.valueSize = valueSize
+  if (size !== undefined) given.size = size
+  if (values.compression !== undefined) given.compression = choiceOption(values, 'compression', COMPRESSION_MODES, DEFAULT_COMPRESSION)
+  return given
+}
+
+/** The open() options of a new store: the sizing flags given, defaults for the rest (`expectedKeys` unless --expected-keys). */
+export function sizingOptions(values: Record<string, string | boolean | undefined>, expectedKeys: number = DEFAULTS.expectedKeys) {
+  return { expectedKeys, keySize: DEFAULTS.keySize, valueSize: DEFAULTS.valueSize, compression: DEFAULT_COMPRESSION, ...givenSizing(values) }
 }
 
 /** Keys in the store at `path`, or undefined when it holds no store (missing, empty, or other data). */

@@ -8,6 +8,7 @@ import { DEFAULTS, DEFAULT_COMPRESSION, defaultImageBytes, plan } from '../../db
 import { bytesOption, choiceOption, countOption, UsageError } from '../args'
 import { type Command, EXIT, write } from '../command'
 import { plannedMemory } from '../memory'
+import { COMPRESSION_MODES } from './create'
 import { formatBytes, formatCount, formatJson, formatPercent, formatTable } from '../output'
 
 export const planCommand: Command = {
@@ -41,7 +42,7 @@ GET, and the memory it needs (which does not grow with the number of keys).
     if (keys === undefined) throw new UsageError('--keys is required')
     if (valueSize === undefined) throw new UsageError('--value-size is required')
     const keySize = bytesOption(args.values, 'key-size', DEFAULTS.keySize)
-    const compression = choiceOption(args.values, 'compression', ['lz4', 'none'], DEFAULT_COMPRESSION)
+    const compression = choiceOption(args.values, 'compression', COMPRESSION_MODES, DEFAULT_COMPRESSION)
     const memorySettings = {
       cacheSize: bytesOption(args.values, 'cache-size', DEFAULTS.cacheSize),
       writeBufferSize: bytesOption(args.values, 'write-buffer-size', DEFAULTS.writeBufferSize),
