@@ -72,7 +72,7 @@ GET, and the memory it needs (which does not grow with the number of keys).
       ['overflow', `${formatPercent(sizing.overflowFraction)} of buckets have an overflow block`],
       ['reads per GET', `${sizing.readsPerGet.existing.toFixed(3)} for keys that exist, ${sizing.readsPerGet.missing.toFixed(3)} for missing ones (worst point of growth)`],
       ['image file', `${formatBytes(imageBytes)} logical when created without --size (sparse: only what is written takes space)`],
-      ['memory', `about ${formatBytes(memory.total)}, whatever the number of keys:`],
+      ['memory', `about ${formatBytes(memory.total)}, set when the store is made; it does not grow as keys are added:`],
       ['', memoryParts.join(', ')],
     ]
     await write(io.stdout, `${formatCount(keys)} keys of ${keySize} + ${valueSize} bytes, ${compression === 'lz4' ? 'LZ4 compression' : 'no compression'}:\n${formatTable(rows)}\n`)
