@@ -31,6 +31,16 @@ function sameFile(first: string, second: string): boolean {
   }
 }
 
+/** fsync of a file or directory by path: the dump's bytes before its rename, the rename after. */
+function syncPath(path: string): void {
+  const descriptor = fs.openSync(path, 'r')
+  try {
+    fs.fsyncSync(descriptor)
+  } finally {
+    fs.closeSync(descriptor)
+  }
+}
+
 /** Resolves once `stream` has finished and closed (its file descriptor released). */
 function finished(stream: fs.WriteStream): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -81,10 +91,9 @@ written under a temporary name and renamed once complete and synced.
       if (output !== undefined && temporary !== undefined) {
         try {
           await finished(output)
-          const descriptor = fs.openSync(temporary, 'r')
-          fs.fsyncSync(descriptor)
-          fs.closeSync(descriptor)
+          syncPath(temporary)
           fs.renameSync(temporary, file!)
+          syncPath(nodePath.dirname(file!))
         } catch (error) {
           throw fileError(error, file!, 'writing')
         }
