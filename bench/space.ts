@@ -1,0 +1,157 @@
+// Space and memory of a real store (issue 4's Done-when figures).
+//
+// For each key count (default 1M and 3M) a fresh child process loads that
+// many YCSB-style keys (24 bytes) with random values (default 100 bytes)
+// into a new image file with the default options, flushes, then serves
+// 100,000 uniform GETs and reports:
+//  - physical space: allocated blocks of the image file (st_blocks × 512)
+//    against the raw key + value bytes;
+//  - serving RSS after the GETs, and the store's own memory accounting;
+// and the parent derives memory per key = (RSS at the larger count − RSS at
+// the smaller) / (difference in keys).
+//
+// Usage: npm run bench:space -- [--keys 1000000,3000000] [--value-size 100]
+//        [--compression lz4|none] [--dir DIR]
+// Data goes under --dir (default os.tmpdir(), on the ext4 disk), deleted after.
+
+import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { parseArgs } from 'node:util'
+
+interface Sample {
+  keys: number
+  valueSize: number
+  compression: string
+  rawBytes: number
+  fileAllocatedBytes: number
+  logicalBytes: number
+  physicalBytes: number
+  rssBytes: number
+  storeMemoryBytes: number
+  loadSeconds: number
+}
+
+const KEY_BYTES = 24
+const GETS = 100_000
+
+function keyOf(index: number): Buffer {
+  return Buffer.from(`user${String(index).padStart(KEY_BYTES - 4, '0')}`)
+}
+
+function rssBytes(): number {
+  const status = fs.readFileSync('/proc/self/status', 'utf8')
+  const match = /VmRSS:\s+(\d+) kB/.exec(status)
+  return match === null ? 0 : Number(match[1]) * 1024
+}
+
+async function child(file: string, keys: number, valueSize: number, compression: 'lz4' | 'none'): Promise<Sample> {
+  // Loaded from the package build, exactly as a user would.
+  const { open } = require(path.join(__dirname, '..', '..', 'dist', 'index.js')) as typeof import('../src/index')
+  const started = performance.now()
+  const db = await open(file, { expectedKeys: keys, valueSize, compression, sync: false })
+  const inFlight = new Set<Promise<void>>()
+  for (let index = 0; index < keys; index++) {
+    const promise: Promise<void> = db.put(keyOf(index), randomBytes(valueSize)).then(() => void inFlight.delete(promise))
+    inFlight.add(promise)
+    if (inFlight.size >= 64) await Promise.race(inFlight)
+  }
+  await Promise.all(inFlight)
+  await db.flush()
+  const loadSeconds = (performance.now() - started) / 1000
+  let state = 0x9e3779b9
+  for (let done = 0; done < GETS; done += 32) {
+    const batch: Array<Promise<Buffer | undefined>> = []
+    for (let index = 0; index < 32; index++) {
+      state = (Math.imul(state, 1664525) + 1013904223) >>> 0
+      batch.push(db.get(keyOf(state % keys)))
+    }
+    for (const value of await Promise.all(batch)) if (value?.length !== valueSize) throw new Error('a loaded key read back wrong')
+  }
+  // Serving memory: the store open, its caches warm, garbage collected.
+  ;(globalThis as { gc?: () => void }).gc?.()
+  const servingRss = rssBytes()
+  const stats = db.stats()
+  await db.close()
+  return {
+    keys,
+    valueSize,
+    compression,
+    rawBytes: keys * (KEY_BYTES + valueSize),
+    fileAllocatedBytes: fs.statSync(file).blocks * 512,
+    logicalBytes: stats.device.logicalBytes,
+    physicalBytes: stats.device.physicalBytes,
+    rssBytes: servingRss,
+    storeMemoryBytes: stats.memory.total,
+    loadSeconds,
+  }
+}
+
+function runChild(file: string, keys: number, valueSize: number, compression: string): Promise<Sample> {
+  return new Promise((resolve, reject) => {
+    const process_ = spawn(process.execPath, ['--expose-gc', __filename, '--child', file, String(keys), String(valueSize), compression], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+    let output = ''
+    process_.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
+    process_.on('error', reject)
+    process_.on('exit', (code) => {
+      if (code !== 0) return reject(new Error(`child for ${keys} keys exited with ${code}`))
+      resolve(JSON.parse(output.trim().split('\n').pop()!) as Sample)
+    })
+  })
+}
+
+const mib = (bytes: number): string => (bytes / 1024 / 1024).toFixed(1)
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      keys: { type: 'string', default: '1000000,3000000' },
+      'value-size': { type: 'string', default: '100' },
+      compression: { type: 'string', default: 'lz4' },
+      dir: { type: 'string', default: os.tmpdir() },
+    },
+  })
+  const counts = values.keys.split(',').map(Number)
+  const valueSize = Number(values['value-size'])
+  const directory = fs.mkdtempSync(path.join(values.dir, 'cubby-space-'))
+  const samples: Sample[] = []
+  try {
+    for (const keys of counts) {
+      const file = path.join(directory, `store-${keys}.img`)
+      const sample = await runChild(file, keys, valueSize, values.compression)
+      samples.push(sample)
+      fs.rmSync(file)
+      console.log(
+        `${keys.toLocaleString()} keys (${values.compression}, ${valueSize} B values): ` +
+          `file ${mib(sample.fileAllocatedBytes)} MiB allocated for ${mib(sample.rawBytes)} MiB of keys + values = ` +
+          `${(sample.fileAllocatedBytes / sample.rawBytes).toFixed(3)}×; device physical ${mib(sample.physicalBytes)} MiB; ` +
+          `serving RSS ${mib(sample.rssBytes)} MiB (store accounts ${mib(sample.storeMemoryBytes)} MiB); load ${sample.loadSeconds.toFixed(0)} s`,
+      )
+    }
+  } finally {
+    fs.rmSync(directory, { recursive: true, force: true })
+  }
+  for (let index = 1; index < samples.length; index++) {
+    const low = samples[index - 1]!
+    const high = samples[index]!
+    const perKey = (high.rssBytes - low.rssBytes) / (high.keys - low.keys)
+    console.log(`memory per key from ${low.keys.toLocaleString()} to ${high.keys.toLocaleString()} keys: ${perKey.toFixed(3)} bytes (serving RSS difference / key difference)`)
+  }
+}
+
+if (process.argv[2] === '--child') {
+  const [file, keys, valueSize, compression] = process.argv.slice(3)
+  child(file!, Number(keys), Number(valueSize), compression as 'lz4' | 'none').then(
+    (sample) => process.stdout.write(`${JSON.stringify(sample)}\n`),
+    (error: unknown) => {
+      console.error(error)
+      process.exitCode = 1
+    },
+  )
+} else {
+  void main()
+}
