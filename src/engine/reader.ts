@@ -17,6 +17,7 @@
 
 import { CubbyError, ErrorCode, corrupt } from '../errors'
 import type { BlockRequest } from '../device/types'
+import { type OperationMeter, UNMETERED } from '../metrics/operations'
 import { crc32c } from '../util/crc32c'
 import {
   type ChainHeader,
@@ -72,7 +73,10 @@ export class Reader {
   private pending = 0
   private drained: Array<() => void> = []
 
-  constructor(private readonly state: StoreState) {}
+  constructor(
+    private readonly state: StoreState,
+    private readonly meter: OperationMeter,
+  ) {}
 
   get memoryBytes(): number {
     return (this.arena?.length ?? 0) + this.extentBudget.usedBytes
@@ -89,8 +93,11 @@ export class Reader {
     await new Promise<void>((resolve) => this.drained.push(resolve))
   }
 
-  /** Looks `key` up: its value (wantValue) or whether it exists. */
-  lookup(key: Buffer, wantValue: boolean): Promise<LookupResult> {
+  /**
+   * Looks `key` up: its value (wantValue) or whether it exists. A call of
+   * the API passes its kind and start time: the meter counts it when it settles.
+   */
+  lookup(key: Buffer, wantValue: boolean, kind: number = UNMETERED, startedMs = 0): Promise<LookupResult> {
     return new Promise<LookupResult>((resolve, reject) => {
       this.pending++
       const lookup: Lookup = {
@@ -106,10 +113,12 @@ export class Reader {
         restarts: 0,
         resolve: (result) => {
           this.settled()
+          this.meter.settle(kind, startedMs, 0)
           resolve(result)
         },
         reject: (error) => {
           this.settled()
+          this.meter.settle(kind, startedMs, 1)
           reject(error)
         },
       }
