@@ -42,36 +42,49 @@ import { StoreInspector } from './check/engine'
 import { Findings, Progress } from './check/findings'
 import { salvageDevice } from './check/salvage'
 
+/** One thing wrong in a store: which structure, where, and the error code an open or read would give. */
 export interface CheckProblem {
   /** 'superblock' | 'journal' | 'log' | 'bucket' | 'overflow' | 'extent' | 'bitmap' | 'lz4-header' | 'lz4-checkpoint' | 'lz4-map' | 'lz4-segment' */
   structure: string
   /** Where: e.g. 'LBA 1234', 'bucket 17 (LBA 1251)', 'segment 5 +0x3a00'. */
   location: string
+  /** The error a read of it would throw: CUBBY_CORRUPT, CUBBY_NOT_A_STORE, CUBBY_VERSION or CUBBY_IO. */
   code: CubbyErrorCode
+  /** What is wrong, in words. */
   message: string
 }
 
+/** What checkStore() found. */
 export interface CheckReport {
+  /** The store checked. */
   path: string
+  /** True only when no problem was found. */
   healthy: boolean
+  /** The store's compression mode. */
   mode: 'lz4' | 'none'
+  /** The problems found, up to a bound (counts['problems not listed'] counts the rest). */
   problems: CheckProblem[]
   /** What was checked (blocks, buckets, entries, keys, overflow blocks, extents, …) and what an open would still do. */
   counts: Record<string, number>
 }
 
+/** Options of checkStore() and salvageStore(). */
 export interface CheckOptions {
   /** Called as the check advances, in units of buckets, map pages and segments. */
   onProgress?: (done: number, total: number) => void
 }
 
+/** What salvageStore() copied and what it could not. */
 export interface SalvageReport {
+  /** The damaged store read. */
   from: string
+  /** The new store written. */
   to: string
   /** Pairs copied into the new store. */
   pairs: number
   /** Pairs known to be lost (a lower bound: see src/check/salvage.ts). */
   unreadable: number
+  /** The problems met while reading the source. */
   problems: CheckProblem[]
 }
 
