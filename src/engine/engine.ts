@@ -26,6 +26,7 @@
 
 import assert from 'node:assert/strict'
 import { CubbyError, ErrorCode, closedError } from '../errors'
+import type { CompressedDeviceStats } from '../device/compressed/device'
 import type { BlockDevice, BlockRequest, DeviceStats } from '../device/types'
 import { Histogram } from '../metrics/histogram'
 import { OP, OperationMeter, UNMETERED } from '../metrics/operations'
@@ -122,7 +123,17 @@ export interface EngineStats {
     device: number
   }
   /** The block device's counters (device reads per GET = reads / GETs with the cache off). */
-  device: Omit<DeviceStats, 'volume' | 'memoryBytes'> & { ioPath: string }
+  device: Omit<DeviceStats, 'volume' | 'memoryBytes'> & {
+    ioPath: string
+    /** logicalBytes ÷ liveBytes: how much the blocks in use shrink under LZ4, part-empty buckets included (1 without compression, or while empty). */
+    compressionRatio: number
+    /** Compressed bytes of the blocks in use ('lz4'); logicalBytes without compression. */
+    liveBytes: number
+    /** Bytes the LZ4 layer's segment cleaner copied to reclaim space since the store was created (0 without compression). */
+    cleaningBytesMoved: number
+    /** (bytes written for the engine + bytes moved by cleaning) ÷ bytes written for the engine (1 without compression). */
+    cleaningWriteAmplification: number
+  }
 }
 
 interface CommitOp {
@@ -748,6 +759,7 @@ export class Engine {
         trims: device.trims,
         logicalBytes: device.logicalBytes,
         physicalBytes: device.physicalBytes,
+        ...compressionStats(device),
       },
     }
   }
@@ -785,5 +797,16 @@ export class Engine {
     await this.state.device.close()
     // The store had not failed before close() (it would not have flushed): this close's flush failed, so say so.
     if (flushError !== undefined) throw this.state.failure ?? flushError
+  }
+}
+
+/** The compressed device's compression and cleaning figures, or what they are without compression. */
+function compressionStats(device: DeviceStats): { compressionRatio: number; liveBytes: number; cleaningBytesMoved: number; cleaningWriteAmplification: number } {
+  const compressed = device as Partial<CompressedDeviceStats>
+  return {
+    compressionRatio: compressed.compressionRatio ?? 1,
+    liveBytes: compressed.liveBytes ?? device.logicalBytes,
+    cleaningBytesMoved: compressed.cleaningBytesMoved ?? 0,
+    cleaningWriteAmplification: compressed.cleaningWriteAmplification ?? 1,
   }
 }

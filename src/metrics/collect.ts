@@ -107,7 +107,7 @@ export function renderMetrics(source: MetricsSource, settings: MetricsSettings):
 
   out.gauge('cubby_logical_bytes', 'Logical bytes of the blocks holding data.', stats.device.logicalBytes, 'bytes')
   out.gauge('cubby_physical_bytes', 'Bytes of the file or /dev node in use.', stats.device.physicalBytes, 'bytes')
-  out.gauge('cubby_compression_ratio', 'Logical bytes divided by physical bytes (1 for an empty store).', compressionRatio(stats.device.logicalBytes, stats.device.physicalBytes))
+  out.gauge('cubby_compression_ratio', 'Logical bytes of the blocks in use divided by their compressed bytes (1 without compression or for an empty store).', stats.device.compressionRatio)
   if (isCompressed(device)) {
     out.gauge('cubby_compressed_live_bytes', 'Compressed bytes of the blocks in use (lz4 stores).', device.liveBytes, 'bytes')
     out.counter('cubby_cleaning_moved_bytes', 'Bytes the cleaner copied to reclaim space since the store was created (lz4 stores).', device.cleaningBytesMoved, 'bytes')
@@ -131,9 +131,4 @@ export function renderMetrics(source: MetricsSource, settings: MetricsSettings):
   out.gauge('cubby_write_stall_max_seconds', 'Longest single wait for room since open.', stats.writeStalls.maxMs / 1000, 'seconds')
   out.gauge('cubby_recovered_log_frames', 'Log frames the open of this handle replayed (non-zero after a crash).', stats.recovery.framesReplayed)
   return out.text()
-}
-
-/** Logical ÷ physical bytes; 1 while nothing is stored. */
-export function compressionRatio(logicalBytes: number, physicalBytes: number): number {
-  return physicalBytes === 0 || logicalBytes === 0 ? 1 : logicalBytes / physicalBytes
 }

@@ -8,7 +8,6 @@
 import * as fs from 'node:fs'
 import { DEFAULTS, open } from '../../db'
 import { FORMAT_VERSION } from '../../engine/format'
-import { compressionRatio } from '../../metrics/collect'
 import { bytesOption, expectPositionals } from '../args'
 import { type Command, EXIT, write } from '../command'
 import { measuredMemory } from '../memory'
@@ -44,7 +43,7 @@ the store needs with the given budgets (it does not grow with keys).
       await db.close()
     }
     const compression = stats.device.mode === 'lz4' ? 'lz4' : 'none'
-    const ratio = compressionRatio(stats.device.logicalBytes, stats.device.physicalBytes)
+    const ratio = stats.device.compressionRatio
     const bound = measuredMemory(memorySettings, compression, stats.memory)
     const file = fs.statSync(path)
     const image = file.isFile() ? { apparentBytes: file.size, allocatedBytes: file.blocks * 512 } : undefined
