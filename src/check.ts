@@ -42,27 +42,27 @@ import { StoreInspector } from './check/engine'
 import { Findings, Progress } from './check/findings'
 import { salvageDevice } from './check/salvage'
 
-/** One thing wrong in a store: which structure, where, and the error code an open or read would give. */
+/** One thing wrong in a store: which structure, where, and a CubbyError code. */
 export interface CheckProblem {
   /** 'superblock' | 'journal' | 'log' | 'bucket' | 'overflow' | 'extent' | 'bitmap' | 'lz4-header' | 'lz4-checkpoint' | 'lz4-map' | 'lz4-segment' */
   structure: string
   /** Where: e.g. 'LBA 1234', 'bucket 17 (LBA 1251)', 'segment 5 +0x3a00'. */
   location: string
-  /** The error a read of it would throw: CUBBY_CORRUPT, CUBBY_NOT_A_STORE, CUBBY_VERSION or CUBBY_IO. */
+  /** The error code a read of it would fail with: CUBBY_CORRUPT mostly; CUBBY_NOT_A_STORE, CUBBY_VERSION, CUBBY_IO. */
   code: CubbyErrorCode
-  /** What is wrong, in words. */
+  /** What is wrong, for people. */
   message: string
 }
 
-/** What checkStore() found. */
+/** What checkStore() found: healthy only when it lists no problem. */
 export interface CheckReport {
-  /** The store checked. */
+  /** The path (or volume path) checked. */
   path: string
-  /** True only when no problem was found. */
+  /** No problem was found. */
   healthy: boolean
-  /** The store's compression mode. */
+  /** The store's compression mode, as its first bytes say ('none' when they say nothing). */
   mode: 'lz4' | 'none'
-  /** The problems found, up to a bound (counts['problems not listed'] counts the rest). */
+  /** The problems found, up to 1000 (more are counted under counts['problems not listed']). */
   problems: CheckProblem[]
   /** What was checked (blocks, buckets, entries, keys, overflow blocks, extents, …) and what an open would still do. */
   counts: Record<string, number>
@@ -74,7 +74,7 @@ export interface CheckOptions {
   onProgress?: (done: number, total: number) => void
 }
 
-/** What salvageStore() copied and what it could not. */
+/** What salvageStore() copied and what it could not read. */
 export interface SalvageReport {
   /** The damaged store read. */
   from: string
@@ -84,7 +84,7 @@ export interface SalvageReport {
   pairs: number
   /** Pairs known to be lost (a lower bound: see src/check/salvage.ts). */
   unreadable: number
-  /** The problems met while reading the source. */
+  /** The damaged structures met on the way (up to 1000). */
   problems: CheckProblem[]
 }
 

@@ -2,7 +2,7 @@
 /**
  * `cubby`: the command-line tool of CubbyDB (the package's bin). Looks
  * inside stores and operates them: create, info, plan, get, put, del,
- * export, import, bench. docs/api.md ("The cubby command") is the contract.
+ * export, import, check, salvage, bench. docs/api.md ("The cubby command") is the contract.
  *
  * This file dispatches: it parses the command line (node:util parseArgs,
  * strict), prints help, runs the subcommand, and turns what it throws into a
@@ -18,6 +18,7 @@ import { CubbyError } from '../errors'
 import { parseCommandLine, UsageError } from './args'
 import { type Command, type CommandArguments, type CommandIo, EXIT, write } from './command'
 import { benchCommand } from './commands/bench'
+import { checkCommand, salvageCommand } from './commands/check'
 import { createCommand } from './commands/create'
 import { exportCommand, importCommand } from './commands/dump'
 import { infoCommand } from './commands/info'
@@ -25,7 +26,7 @@ import { delCommand, getCommand, putCommand } from './commands/keys'
 import { planCommand } from './commands/plan'
 import { formatJson } from './output'
 
-export const COMMANDS: readonly Command[] = [createCommand, infoCommand, planCommand, getCommand, putCommand, delCommand, exportCommand, importCommand, benchCommand]
+export const COMMANDS: readonly Command[] = [createCommand, infoCommand, planCommand, getCommand, putCommand, delCommand, exportCommand, importCommand, checkCommand, salvageCommand, benchCommand]
 
 function version(): string {
   const manifest = JSON.parse(fs.readFileSync(nodePath.resolve(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }
@@ -41,10 +42,11 @@ Looks inside and operates CubbyDB stores (image files or block devices).
 ${COMMANDS.map((command) => `  ${command.name.padEnd(width)}   ${command.summary}`).join('\n')}
 
 Every command takes --help, and --json to print its result as one JSON
-document for scripts. Exit status: 0 done; 1 the operation failed (the
-error's CUBBY_* code is printed); 2 the command was called wrongly; 3 get
-found no such key. Sizes take binary suffixes (64MiB, 4G), counts decimal
-ones (100k, 10M). More: docs/api.md, docs/operations.md.
+document for scripts. Exit status: 0 done (check: the store is healthy);
+1 the operation failed (the error's CUBBY_* code is printed), or check found
+problems; 2 the command was called wrongly; 3 get found no such key. Sizes
+take binary suffixes (64MiB, 4G), counts decimal ones (100k, 10M). More:
+docs/api.md, docs/operations.md, docs/reliability.md.
 `
 }
 
