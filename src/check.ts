@@ -132,6 +132,15 @@ export async function salvageStore(from: string, to: string, options: CheckOptio
   const source = await openSource(from)
   try {
     const target = await openFileVolume(to, { create: true })
+    // A block device has no "non-empty" size to refuse: what decides is whether it holds anything.
+    const content = await probeVolume(target).catch(async (error: unknown) => {
+      await target.close()
+      throw error
+    })
+    if (content !== 'empty') {
+      await target.close()
+      throw invalidArgument(`salvage writes a new store, and ${to} already holds data (${content === 'other' ? 'not zeros' : 'a store'}); it never merges into one`)
+    }
     return await salvageVolume(source, target, options)
   } finally {
     await source.close()

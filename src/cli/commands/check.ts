@@ -14,15 +14,14 @@
  * salvage copies every pair whose block verifies into a new store. It exits
  * 0 once the new store is written, whatever it could not read (the report
  * says how many pairs were lost, and where); the target must not hold
- * anything: a non-empty file, or a block device holding a store, is refused
- * and left untouched.
+ * anything: a file or block device that is not empty (all zeros) is refused
+ * and left untouched (salvageStore checks it).
  */
 
-import { open } from '../../db'
 import { type CheckProblem, type CheckReport, checkStore, salvageStore } from '../../check'
-import { CubbyError, ErrorCode, isCubbyError } from '../../errors'
+import { ErrorCode } from '../../errors'
 import { expectPositionals } from '../args'
-import { type Command, EXIT, isBlockDevice, write } from '../command'
+import { type Command, EXIT, write } from '../command'
 import { formatBytes, formatCount, formatJson, formatTable, plural, Progress } from '../output'
 import { COMPRESSION_MODES, givenSizing, SIZING_OPTIONS } from './create'
 
@@ -98,19 +97,6 @@ data is reported as a CUBBY_NOT_A_STORE problem.
   },
 }
 
-/** Refuses a block device holding a store (salvage writes a new store; it never merges into one). The library refuses non-empty files. */
-async function refuseExistingStore(path: string): Promise<void> {
-  if (!isBlockDevice(path)) return
-  try {
-    const db = await open(path, { readOnly: true, create: false, cacheSize: 0 })
-    await db.close()
-  } catch (error) {
-    if (isCubbyError(error, ErrorCode.NOT_A_STORE)) return
-    throw error
-  }
-  throw new CubbyError(ErrorCode.INVALID_ARGUMENT, `salvage writes a new store, and ${path} already holds one; it was left untouched`, { path })
-}
-
 export const salvageCommand: Command = {
   name: 'salvage',
   synopsis: 'salvage <damaged> <new> [options]',
@@ -139,7 +125,6 @@ report says how many at least, and where); 1 when the salvage could not run.
   async run(args, io) {
     const [from, to] = expectPositionals(args.positionals, 2, 2, '<damaged> <new>') as [string, string]
     const sizing = givenSizing(args.values)
-    await refuseExistingStore(to)
     const progress = new Progress(io.stderr, 'salvage', 'steps')
     let report
     try {
