@@ -20,6 +20,7 @@
 
 import { CubbyError, ErrorCode, corrupt } from '../errors'
 import type { BlockRequest } from '../device/types'
+import { type OperationMeter, UNMETERED } from '../metrics/operations'
 import { crc32c } from '../util/crc32c'
 import {
   type ChainHeader,
@@ -65,6 +66,9 @@ class Lookup {
     readonly key: Buffer,
     /** false: has() — only whether the key exists. */
     readonly wantValue: boolean,
+    /** The API call's kind and start time, for the operation meter (UNMETERED: not counted). */
+    readonly kind: number,
+    readonly startedMs: number,
     readonly resolve: (result: LookupResult) => void,
     readonly reject: (error: unknown) => void,
   ) {}
@@ -89,7 +93,10 @@ export class Reader {
   private pending = 0
   private drained: Array<() => void> = []
 
-  constructor(private readonly state: StoreState) {}
+  constructor(
+    private readonly state: StoreState,
+    private readonly meter: OperationMeter,
+  ) {}
 
   get memoryBytes(): number {
     return (this.arena?.length ?? 0) + this.extentBudget.usedBytes
@@ -106,11 +113,14 @@ export class Reader {
     await new Promise<void>((resolve) => this.drained.push(resolve))
   }
 
-  /** Looks `key` up: its value (wantValue) or whether it exists. */
-  lookup(key: Buffer, wantValue: boolean): Promise<LookupResult> {
+  /**
+   * Looks `key` up: its value (wantValue) or whether it exists. A call of
+   * the API passes its kind and start time: the meter counts it when it settles.
+   */
+  lookup(key: Buffer, wantValue: boolean, kind: number = UNMETERED, startedMs = 0): Promise<LookupResult> {
     return new Promise<LookupResult>((resolve, reject) => {
       this.pending++
-      const lookup = new Lookup(key, wantValue, resolve, reject)
+      const lookup = new Lookup(key, wantValue, kind, startedMs, resolve, reject)
       hashKey(key, 0, key.length, this.hash)
       lookup.bucketHash = this.hash.bucketHash
       lookup.fingerprint = this.hash.fingerprint
@@ -120,11 +130,13 @@ export class Reader {
 
   private succeed(lookup: Lookup, result: LookupResult): void {
     this.settled()
+    this.meter.settle(lookup.kind, lookup.startedMs, 0)
     lookup.resolve(result)
   }
 
   private fail(lookup: Lookup, error: unknown): void {
     this.settled()
+    this.meter.settle(lookup.kind, lookup.startedMs, 1)
     lookup.reject(error)
   }
 
