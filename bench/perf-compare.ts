@@ -13,8 +13,8 @@
  * suite loads one store per compression mode with the first build (kept in
  * --directory for later runs) and adds to every repetition fio 4 KiB random
  * reads at the same queue depths on the same store file, over the span of it
- * that holds data (from its first to its last allocated extent: the reads of
- * a GET land there; the holes of a sparse image would flatter fio), and
+ * that holds data (allocatedSpan: the reads of a GET land there; the holes
+ * of the rest of a sparse image would flatter fio), and
  * reports each build's GET throughput as a ratio to fio's. The `write` suite loads
  * 300K keys from empty, then runs YCSB A and F on the result; `stall` loads
  * while 32 readers GET (see bench/perf.ts).
@@ -84,19 +84,35 @@ function report(results: Results, builds: string[], fields: string[]): void {
   }
 }
 
-/** The bytes of `file` from its first to the end of its last allocated extent (filefrag), in whole 4 KiB blocks. */
+/**
+ * The span of `file` that holds its data: its allocated extents (filefrag)
+ * grouped into clusters separated by holes of more than 128 MiB, and of
+ * those the one with the most allocated bytes, from its first to its last
+ * block. A store image is sparse: its buckets or segments form one such
+ * cluster, while a few metadata blocks may sit far away at its end.
+ */
 function allocatedSpan(file: string): { offset: number; bytes: number } {
   const output = execFileSync('filefrag', ['-e', '-b4096', file], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 })
-  let first = Number.POSITIVE_INFINITY
-  let last = -1
+  const extents: Array<[number, number]> = []
   for (const line of output.split('\n')) {
     const match = /^\s*\d+:\s+(\d+)\.\.\s*(\d+):/.exec(line)
-    if (match === null) continue
-    first = Math.min(first, Number(match[1]))
-    last = Math.max(last, Number(match[2]))
+    if (match !== null) extents.push([Number(match[1]), Number(match[2])])
   }
-  if (last < 0) throw new Error(`${file} has no allocated extent`)
-  return { offset: first * 4096, bytes: (last + 1 - first) * 4096 }
+  if (extents.length === 0) throw new Error(`${file} has no allocated extent`)
+  extents.sort((left, right) => left[0] - right[0])
+  const gapBlocks = (128 * 1024 * 1024) / 4096
+  let best = { first: 0, last: -1, allocated: -1 }
+  let current = { first: extents[0]![0], last: extents[0]![1], allocated: 0 }
+  for (const [first, last] of extents) {
+    if (first - current.last > gapBlocks) {
+      if (current.allocated > best.allocated) best = current
+      current = { first, last, allocated: 0 }
+    }
+    current.last = Math.max(current.last, last)
+    current.allocated += last - first + 1
+  }
+  if (current.allocated > best.allocated) best = current
+  return { offset: best.first * 4096, bytes: (best.last + 1 - best.first) * 4096 }
 }
 
 function orderFor(builds: Build[], repetition: number): Build[] {
@@ -131,7 +147,7 @@ function main(): void {
       if (!fs.existsSync(file)) console.log(`loading ${file}: ${JSON.stringify(child(builds[0], ['load', '--file', file, '--compression', compression, '--keys', keys]))}`)
       const span = allocatedSpan(file)
       spans.set(compression, span)
-      console.log(`${file}: fio reads its allocated span, ${span.bytes >> 20} MiB from byte ${span.offset}`)
+      console.log(`${file}: fio reads the span that holds its data, ${Math.round(span.bytes / 2 ** 20)} MiB from byte ${span.offset}`)
     }
     const cases: Array<{ compression: string; cache: string; queueDepth: string }> = []
     for (const compression of compressions) {
