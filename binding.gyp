@@ -8,6 +8,7 @@
         "native/crc32c.cc",
         "native/failure.cc",
         "native/file.cc",
+        "native/lz4.cc",
         "native/thread_pool.cc",
         "native/uring.cc",
         "native/volume.cc"

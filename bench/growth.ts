@@ -6,14 +6,12 @@
 //
 //   node dist-test/bench/growth.js [--expected 100000] [--factor 10] [--writers 32]
 //        [--sync true|false] [--value 100] [--file /path/store.img | --memory]
-//        [--sync-ms 2] [--io-ms 0.1]
+//        [--sync-ms 2] [--io-ms 0.1] [--compression lz4|none]
 //
 // Prints a JSON report. By default the store is an image file in the
-// system's temporary directory, removed afterwards. While src/device/file.ts
-// is the temporary node:fs volume, its I/O is synchronous: the whole load runs
-// without yielding to timers, so per-operation waits measured on it say
-// nothing. --memory instead runs on a memory volume whose I/O completes
-// asynchronously after --io-ms, and whose sync takes --sync-ms, like a device.
+// system's temporary directory (the native volume: direct I/O, io_uring),
+// removed afterwards. --memory instead runs on a memory volume whose I/O
+// completes asynchronously after --io-ms, and whose sync takes --sync-ms.
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
@@ -109,7 +107,9 @@ async function main(): Promise<void> {
   const directory = given === '' && !memory ? fs.mkdtempSync(path.join(os.tmpdir(), 'cubby-growth-')) : ''
   const file = given === '' ? path.join(directory, 'store.img') : given
   const total = expected * factor
-  const options = { expectedKeys: expected, valueSize, keySize: 16 }
+  const compression = argument('compression', 'lz4')
+  if (compression !== 'lz4' && compression !== 'none') throw new Error('--compression is lz4 or none')
+  const options = { expectedKeys: expected, valueSize, keySize: 16, compression } as const
   const volume = memory ? new LatencyVolume(Number(argument('io-ms', '0.1')), Number(argument('sync-ms', '2'))) : undefined
   const reopen = (extra: object): Promise<CubbyDB> =>
     volume === undefined ? open(file, { ...options, ...extra }) : openOnVolume(new MemoryVolume({}, volume.backing), { ...options, ...extra })
@@ -173,6 +173,7 @@ async function main(): Promise<void> {
         loadedKeys: total,
         writers,
         sync,
+        compression,
         valueSize,
         ioPath: memory ? `memory, I/O ${argument('io-ms', '0.1')} ms, sync ${argument('sync-ms', '2')} ms` : grown.device.ioPath,
         loadSeconds: Math.round(loadSeconds * 10) / 10,

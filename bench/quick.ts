@@ -3,13 +3,15 @@
  * Loads 1M keys into CubbyDB (lz4) and RocksDB, each in its own process (and
  * memory cgroup when root), runs uniform and zipfian reads, and prints memory,
  * disk use, throughput and reads per GET side by side. When the CubbyDB
- * engine is not built it says so and runs RocksDB alone. Writes no files;
- * takes the same flags as the full run.
+ * engine is not built it says so and runs RocksDB alone. Writes no files
+ * unless --out names a directory (then results.md, results.json and charts,
+ * as the full run does; `cubby bench --json` relies on it); takes the same
+ * flags as the full run.
  */
 
 import { FULL_RUN_DEFAULTS, type BenchConfig } from './lib/config'
-import { runBenchmark } from './lib/main'
-import { renderSideBySide } from './lib/report'
+import { log, runBenchmark } from './lib/main'
+import { renderSideBySide, writeResults } from './lib/report'
 
 const QUICK_DEFAULTS: BenchConfig = {
   ...FULL_RUN_DEFAULTS,
@@ -33,6 +35,7 @@ async function main(): Promise<void> {
   for (const valueSize of results.config.valueSizes) {
     process.stdout.write(`\n${valueSize}-byte values, ${results.config.concurrency} operations outstanding\n\n${renderSideBySide(results, valueSize)}`)
   }
+  if (results.config.outputDirectory !== null) for (const path of writeResults(results.config.outputDirectory, results)) log(`wrote ${path}`)
 }
 
 main().catch((error: unknown) => {

@@ -17,6 +17,10 @@
 //   write(handle, descriptors, count, buffers) -> Promise<void>
 //       one batch of `count` requests laid out as kDescriptorFields numbers
 //       each (constants.h); `buffers` is kept alive until the batch settles
+//   readEach(handle, descriptors, count, buffers, onRequest) -> Promise<void>
+//       a read batch whose requests are reported one by one as they finish,
+//       onRequest(index, error | undefined); the promise resolves after the
+//       last report (volume.h, Batch::onRequest)
 //   sync(handle) -> Promise<void>                      fdatasync
 //   discard(handle, offset, length) -> Promise<void>   punch hole / discard
 //   grow(handle, size) -> void                         ftruncate, files only
@@ -24,6 +28,8 @@
 //   close(handle) -> Promise<void>                     waits for I/O in flight
 //   allocate(bytes) -> Buffer                          zero-filled, kBufferAlignment-aligned
 //   crc32c(data, start, end, seed) -> number
+//   lz4Decode(source, start, end, target, targetStart, targetEnd) -> number
+//       bytes decoded into target[targetStart, targetEnd), or -1 (lz4.h)
 //   constants                                          everything in constants.h
 #include <napi.h>
 
@@ -34,6 +40,7 @@
 #include "allocation.h"
 #include "constants.h"
 #include "crc32c.h"
+#include "lz4.h"
 #include "volume.h"
 
 namespace cubby {
@@ -140,11 +147,12 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   return result;
 }
 
-// read / write: the hot path. One call per batch, a handful of N-API calls
-// per distinct buffer, and no allocation in steady state.
-Napi::Value Transfer(const Napi::CallbackInfo& info, Operation operation) {
+// read / write / readEach: the hot path. One call per batch, a handful of
+// N-API calls per distinct buffer, and no allocation in steady state.
+Napi::Value Transfer(const Napi::CallbackInfo& info, Operation operation, bool each) {
   Napi::Env env = info.Env();
-  if (info.Length() != 4) return ThrowTypeError(env, "read/write(handle, descriptors, count, buffers) takes four arguments");
+  if (info.Length() != (each ? 5u : 4u)) return ThrowTypeError(env, "read/write(handle, descriptors, count, buffers) and readEach(..., onRequest) take four and five arguments");
+  if (each && !info[4].IsFunction()) return ThrowTypeError(env, "readEach expects a function as its fifth argument");
   Volume* volume = VolumeOf(env, info[0]);
   if (volume == nullptr) return env.Undefined();
   napi_typedarray_type type;
@@ -176,12 +184,13 @@ Napi::Value Transfer(const Napi::CallbackInfo& info, Operation operation) {
   napi_value promise;
   Failure failure;
   const bool accepted = volume->Transfer(operation, static_cast<const double*>(descriptorData), static_cast<uint32_t>(count),
-                                         views.data(), bufferCount, &promise, &failure);
+                                         views.data(), bufferCount, each ? static_cast<napi_value>(info[4]) : nullptr, &promise, &failure);
   return PromiseOrThrow(env, *volume, accepted, promise, failure);
 }
 
-Napi::Value Read(const Napi::CallbackInfo& info) { return Transfer(info, Operation::kRead); }
-Napi::Value Write(const Napi::CallbackInfo& info) { return Transfer(info, Operation::kWrite); }
+Napi::Value Read(const Napi::CallbackInfo& info) { return Transfer(info, Operation::kRead, false); }
+Napi::Value ReadEach(const Napi::CallbackInfo& info) { return Transfer(info, Operation::kRead, true); }
+Napi::Value Write(const Napi::CallbackInfo& info) { return Transfer(info, Operation::kWrite, false); }
 
 Napi::Value Sync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -274,6 +283,35 @@ Napi::Value Crc32cFunction(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, crc);
 }
 
+// lz4Decode(source, start, end, target, targetStart, targetEnd): number
+Napi::Value Lz4DecodeFunction(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto isBytes = [](const Napi::Value& value) {
+    return value.IsTypedArray() && value.As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array;
+  };
+  if (info.Length() != 6 || !isBytes(info[0]) || !isBytes(info[3])) {
+    return ThrowTypeError(env, "lz4Decode(source, start, end, target, targetStart, targetEnd) expects two Uint8Arrays and four numbers");
+  }
+  for (size_t index : {1, 2, 4, 5}) {
+    if (!info[index].IsNumber()) return ThrowTypeError(env, "lz4Decode: offsets must be numbers");
+  }
+  Napi::Uint8Array source = info[0].As<Napi::Uint8Array>();
+  Napi::Uint8Array target = info[3].As<Napi::Uint8Array>();
+  const double start = info[1].As<Napi::Number>().DoubleValue();
+  const double end = info[2].As<Napi::Number>().DoubleValue();
+  const double targetStart = info[4].As<Napi::Number>().DoubleValue();
+  const double targetEnd = info[5].As<Napi::Number>().DoubleValue();
+  if (!(start >= 0 && start <= end && end <= static_cast<double>(source.ByteLength())) ||
+      !(targetStart >= 0 && targetStart <= targetEnd && targetEnd <= static_cast<double>(target.ByteLength())) ||
+      std::floor(start) != start || std::floor(end) != end || std::floor(targetStart) != targetStart || std::floor(targetEnd) != targetEnd) {
+    Napi::RangeError::New(env, "lz4Decode: a range lies outside its buffer").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const int64_t written = Lz4DecodeBlock(source.Data() + static_cast<size_t>(start), static_cast<size_t>(end - start),
+                                         target.Data() + static_cast<size_t>(targetStart), static_cast<size_t>(targetEnd - targetStart));
+  return Napi::Number::New(env, static_cast<double>(written));
+}
+
 Napi::Object ExportConstants(Napi::Env env) {
   Napi::Object constants = Napi::Object::New(env);
   constants.Set("BLOCK_SIZE", kBlockSize);
@@ -304,6 +342,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("constants", ExportConstants(env));
   exports.Set("open", Napi::Function::New(env, Open, "open"));
   exports.Set("read", Napi::Function::New(env, Read, "read"));
+  exports.Set("readEach", Napi::Function::New(env, ReadEach, "readEach"));
   exports.Set("write", Napi::Function::New(env, Write, "write"));
   exports.Set("sync", Napi::Function::New(env, Sync, "sync"));
   exports.Set("discard", Napi::Function::New(env, Discard, "discard"));
@@ -312,6 +351,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("close", Napi::Function::New(env, Close, "close"));
   exports.Set("allocate", Napi::Function::New(env, Allocate, "allocate"));
   exports.Set("crc32c", Napi::Function::New(env, Crc32cFunction, "crc32c"));
+  exports.Set("lz4Decode", Napi::Function::New(env, Lz4DecodeFunction, "lz4Decode"));
   return exports;
 }
 

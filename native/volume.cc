@@ -186,6 +186,7 @@ Batch* Volume::NewBatch(Operation operation, uint32_t count) {
   batch->nextToIssue = 0;
   batch->finished = 0;
   batch->failedIndex = -1;
+  batch->onRequest = nullptr;
   batch->nextWaiting = nullptr;
   batch->nextSettled = nullptr;
   return batch;
@@ -227,7 +228,7 @@ bool Volume::Admit(bool writing, Failure* failure) const {
 }
 
 bool Volume::Transfer(Operation operation, const double* descriptors, uint32_t count, const BufferView* buffers,
-                      uint32_t bufferCount, napi_value* promise, Failure* failure) {
+                      uint32_t bufferCount, napi_value onRequest, napi_value* promise, Failure* failure) {
   if (!Admit(operation == Operation::kWrite, failure)) return false;
   if (count == 0 || count > kMaxBatchRequests) {
     *failure = Failure::Of(ErrorKind::kInvalidArgument, Message("a batch holds 1 to ", kMaxBatchRequests, " requests, not ", count));
@@ -269,6 +270,7 @@ bool Volume::Transfer(Operation operation, const double* descriptors, uint32_t c
     Pin(buffers[index].allocation);
     batch->pinned.push_back(buffers[index].allocation);
   }
+  if (onRequest != nullptr) Check(napi_create_reference(env_, onRequest, 1, &batch->onRequest), "napi_create_reference");
   *promise = Accept(batch);
   return true;
 }
@@ -345,7 +347,7 @@ void Volume::Issue() {
   while (inFlight_ < kQueueDepth) {
     Request* request = NextRequest();
     if (request == nullptr) break;
-    if (request->batch->failedIndex >= 0) {
+    if (request->batch->failedIndex >= 0 && request->batch->onRequest == nullptr) {
       FinishRequest(request);  // skipped: an earlier request of its batch failed
       continue;
     }
@@ -398,6 +400,11 @@ void Volume::SubmitRing() {
 
 void Volume::FinishRequest(Request* request) {
   Batch* batch = request->batch;
+  if (batch->onRequest != nullptr) {
+    if (reportedTail_ == nullptr) reportedHead_ = request;
+    else reportedTail_->nextReported = request;
+    reportedTail_ = request;
+  }
   batch->finished++;
   if (batch->finished == batch->requests.size()) {
     batch->nextSettled = settledHead_;
@@ -423,7 +430,8 @@ void Volume::OnRingCompletion(const io_uring_cqe& completion) {
   const Operation operation = request->batch->operation;
   if (completion.res < 0) {
     const int error = -completion.res;
-    if ((error == EINTR || error == EAGAIN) && request->retries < kMaxTransientRetries && request->batch->failedIndex < 0) {
+    const bool batchGoesOn = request->batch->failedIndex < 0 || request->batch->onRequest != nullptr;
+    if ((error == EINTR || error == EAGAIN) && request->retries < kMaxTransientRetries && batchGoesOn) {
       request->retries++;
       request->nextRetry = retryHead_;
       retryHead_ = request;
@@ -456,10 +464,9 @@ void Volume::OnWorkerResult(Request* request) {
   else FinishRequest(request);
 }
 
-// The failure of a batch's first failed request, with a message naming the
-// call, the volume and the byte range.
-Failure Volume::DescribeRequestFailure(const Batch& batch) const {
-  const Request& request = batch.requests[batch.failedIndex];
+// The failure of a failed request, with a message naming the call, the
+// volume and the byte range.
+Failure Volume::DescribeRequestFailure(const Batch& batch, const Request& request) const {
   Failure failure = request.failure;
   if (!failure.message.empty()) return failure;
   const std::string range = batch.operation == Operation::kSync ? "" : Message(" ", Range(request.offset, request.length));
@@ -471,17 +478,27 @@ Failure Volume::DescribeRequestFailure(const Batch& batch) const {
   return failure;
 }
 
+// Reports the finished requests of readEach batches, then settles finished
+// batches. A batch finishes with its last request, which was queued for its
+// report first, so a batch is released only after all its reports.
 void Volume::SettleBatches() {
+  while (reportedHead_ != nullptr) {
+    Request* request = reportedHead_;
+    reportedHead_ = request->nextReported;
+    if (reportedHead_ == nullptr) reportedTail_ = nullptr;
+    request->nextReported = nullptr;
+    Report(request);
+  }
   while (settledHead_ != nullptr) {
     Batch* batch = settledHead_;
     settledHead_ = batch->nextSettled;
-    if (batch->failedIndex < 0) {
+    if (batch->failedIndex < 0 || batch->onRequest != nullptr) {
       napi_value undefined;
       Check(napi_get_undefined(env_, &undefined), "napi_get_undefined");
       Check(napi_resolve_deferred(env_, batch->deferred, undefined), "napi_resolve_deferred");
     } else {
-      Check(napi_reject_deferred(env_, batch->deferred, MakeJavaScriptError(env_, DescribeRequestFailure(*batch), path_)),
-            "napi_reject_deferred");
+      const Failure failure = DescribeRequestFailure(*batch, batch->requests[batch->failedIndex]);
+      Check(napi_reject_deferred(env_, batch->deferred, MakeJavaScriptError(env_, failure, path_)), "napi_reject_deferred");
     }
     batch->deferred = nullptr;
     ReleaseBatch(batch);
@@ -489,10 +506,29 @@ void Volume::SettleBatches() {
   }
 }
 
+// Calls a readEach batch's callback for one finished request. The callback
+// must not throw (src/device/file.ts makes sure); if it does, the error is
+// reported as uncaught, as for any other callback from the event loop.
+void Volume::Report(Request* request) {
+  const Batch& batch = *request->batch;
+  napi_value callback, receiver, argv[2];
+  Check(napi_get_reference_value(env_, batch.onRequest, &callback), "napi_get_reference_value");
+  Check(napi_get_undefined(env_, &receiver), "napi_get_undefined");
+  Check(napi_create_uint32(env_, static_cast<uint32_t>(request - batch.requests.data()), &argv[0]), "napi_create_uint32");
+  if (request->failed) argv[1] = MakeJavaScriptError(env_, DescribeRequestFailure(batch, *request), path_);
+  else argv[1] = receiver;
+  if (napi_call_function(env_, receiver, callback, 2, argv, nullptr) == napi_pending_exception) {
+    napi_value error;
+    Check(napi_get_and_clear_last_exception(env_, &error), "napi_get_and_clear_last_exception");
+    napi_fatal_exception(env_, error);
+  }
+}
+
 // Unpins a finished batch's memory and keeps the record for reuse.
 void Volume::ReleaseBatch(Batch* batch) {
   for (AllocationHeader* allocation : batch->pinned) Unpin(env_, allocation);
   batch->pinned.clear();
+  if (batch->onRequest != nullptr) napi_delete_reference(env_, std::exchange(batch->onRequest, nullptr));
   Recycle(batch);
 }
 
@@ -680,6 +716,7 @@ void Volume::DrainSynchronously() {
       request = next;
     }
   }
+  reportedHead_ = reportedTail_ = nullptr;  // nobody can observe the reports any more
   while (settledHead_ != nullptr) {
     Batch* batch = std::exchange(settledHead_, settledHead_->nextSettled);
     ReleaseBatch(batch);

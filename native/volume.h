@@ -6,7 +6,10 @@
 // promise once, when every request has finished or been skipped after the
 // first failure. Requests are issued in order, at most kQueueDepth at a time
 // per volume; the rest wait inside their batch (at most kMaxPendingBatches
-// batches are accepted at once, so what waits is bounded too).
+// batches are accepted at once, so what waits is bounded too). A read batch
+// may instead report each request as it finishes (readEach): then no reader
+// waits for the slowest read of its batch, and many reads still cost one call
+// and one submission.
 //
 // Two I/O paths, chosen at open:
 //  - io_uring: reads and writes go to a Ring. The ring's eventfd is watched
@@ -78,6 +81,7 @@ struct Request : PoolTask {
   bool failed = false;
   Failure failure;           // set when failed
   Request* nextRetry = nullptr;
+  Request* nextReported = nullptr;  // link in Volume::reported*: finished, its callback not yet called
 };
 
 struct Batch {
@@ -88,6 +92,11 @@ struct Batch {
   uint32_t finished = 0;          // completed, failed or skipped
   int64_t failedIndex = -1;       // first request that failed
   napi_deferred deferred = nullptr;
+  // Set for a batch from readEach: every request is reported on its own
+  // through this callback, `callback(index, error | undefined)`, as soon as it
+  // finishes; none is skipped because another failed; `deferred` resolves
+  // (never rejects) once all have been reported.
+  napi_ref onRequest = nullptr;
   std::vector<AllocationHeader*> pinned;  // the memory its requests use, until it settles or is drained
   Batch* nextWaiting = nullptr;   // link in Volume::waiting*
   Batch* nextSettled = nullptr;   // link in Volume::settled*, or the free list
@@ -113,9 +122,10 @@ class Volume {
   // Accepts a read or write batch described by `descriptors` (see
   // kDescriptorFields) over `buffers`, whose memory it pins until the batch
   // settles. Returns the batch's promise, or false with `failure` when the
-  // batch is refused before any I/O.
+  // batch is refused before any I/O. With `onRequest` (reads only) each
+  // request is reported through it as it finishes (see Batch::onRequest).
   bool Transfer(Operation operation, const double* descriptors, uint32_t count, const BufferView* buffers,
-                uint32_t bufferCount, napi_value* promise, Failure* failure);
+                uint32_t bufferCount, napi_value onRequest, napi_value* promise, Failure* failure);
   bool Sync(napi_value* promise, Failure* failure);
   bool Discard(uint64_t offset, uint64_t length, napi_value* promise, Failure* failure);
   bool Grow(uint64_t size, Failure* failure);
@@ -144,8 +154,9 @@ class Volume {
   void OnRingCompletion(const io_uring_cqe& completion);
   void OnWorkerResult(Request* request);
   void SettleBatches();
+  void Report(Request* request);
   void ReleaseBatch(Batch* batch);
-  Failure DescribeRequestFailure(const Batch& batch) const;
+  Failure DescribeRequestFailure(const Batch& batch, const Request& request) const;
   void Recycle(Batch* batch);
   void BeginWork();
   void EndWork();
@@ -188,6 +199,8 @@ class Volume {
   Batch* waitingHead_ = nullptr;  // batches with requests not yet issued, in order
   Batch* waitingTail_ = nullptr;
   Request* retryHead_ = nullptr;  // requests to reissue (short transfer, EINTR, EAGAIN)
+  Request* reportedHead_ = nullptr;  // finished requests of readEach batches, in completion order
+  Request* reportedTail_ = nullptr;
   Batch* settledHead_ = nullptr;  // batches ready to settle
   Batch* freeBatches_ = nullptr;
   uint32_t freeBatchCount_ = 0;

@@ -42,36 +42,49 @@ import { StoreInspector } from './check/engine'
 import { Findings, Progress } from './check/findings'
 import { salvageDevice } from './check/salvage'
 
+/** One thing wrong in a store: which structure, where, and a CubbyError code. */
 export interface CheckProblem {
   /** 'superblock' | 'journal' | 'log' | 'bucket' | 'overflow' | 'extent' | 'bitmap' | 'lz4-header' | 'lz4-checkpoint' | 'lz4-map' | 'lz4-segment' */
   structure: string
   /** Where: e.g. 'LBA 1234', 'bucket 17 (LBA 1251)', 'segment 5 +0x3a00'. */
   location: string
+  /** The error code a read of it would fail with: CUBBY_CORRUPT mostly; CUBBY_NOT_A_STORE, CUBBY_VERSION, CUBBY_IO. */
   code: CubbyErrorCode
+  /** What is wrong, for people. */
   message: string
 }
 
+/** What checkStore() found: healthy only when it lists no problem. */
 export interface CheckReport {
+  /** The path (or volume path) checked. */
   path: string
+  /** No problem was found. */
   healthy: boolean
+  /** The store's compression mode, as its first bytes say ('none' when they say nothing). */
   mode: 'lz4' | 'none'
+  /** The problems found, up to 1000 (more are counted under counts['problems not listed']). */
   problems: CheckProblem[]
   /** What was checked (blocks, buckets, entries, keys, overflow blocks, extents, …) and what an open would still do. */
   counts: Record<string, number>
 }
 
+/** Options of checkStore() and salvageStore(). */
 export interface CheckOptions {
   /** Called as the check advances, in units of buckets, map pages and segments. */
   onProgress?: (done: number, total: number) => void
 }
 
+/** What salvageStore() copied and what it could not read. */
 export interface SalvageReport {
+  /** The damaged store read. */
   from: string
+  /** The new store written. */
   to: string
   /** Pairs copied into the new store. */
   pairs: number
   /** Pairs known to be lost (a lower bound: see src/check/salvage.ts). */
   unreadable: number
+  /** The damaged structures met on the way (up to 1000). */
   problems: CheckProblem[]
 }
 
@@ -119,6 +132,15 @@ export async function salvageStore(from: string, to: string, options: CheckOptio
   const source = await openSource(from)
   try {
     const target = await openFileVolume(to, { create: true })
+    // A block device has no "non-empty" size to refuse: what decides is whether it holds anything.
+    const content = await probeVolume(target).catch(async (error: unknown) => {
+      await target.close()
+      throw error
+    })
+    if (content !== 'empty') {
+      await target.close()
+      throw invalidArgument(`salvage writes a new store, and ${to} already holds data (${content === 'other' ? 'not zeros' : 'a store'}); it never merges into one`)
+    }
     return await salvageVolume(source, target, options)
   } finally {
     await source.close()

@@ -27,6 +27,8 @@ import { Engine, type EngineStats, type WriteInput, probeStore } from './engine/
 import { MAX_KEY_BYTES, MAX_VALUE_BYTES } from './engine/format'
 import { minimumStoreBlocks } from './engine/layout'
 import { type Plan, planStore } from './engine/sizing'
+import { type MetricsOptions, renderMetrics, validateMetricsOptions } from './metrics/collect'
+import { OP } from './metrics/operations'
 
 /**
  * Compression of a new store when the `compression` option is not given:
@@ -35,6 +37,7 @@ import { type Plan, planStore } from './engine/sizing'
  */
 export const DEFAULT_COMPRESSION: CompressionMode = 'lz4'
 
+/** The default of every option of open() that has one (docs/api.md, the options table). */
 export const DEFAULTS = {
   sync: true,
   cacheSize: 64 * 1024 * 1024,
@@ -54,9 +57,12 @@ const DEFAULT_GROWTH_ROOM = 64
 const MIN_DEFAULT_SIZE_BYTES = 4 * 1024 * 1024 * 1024
 const MAX_DEFAULT_SIZE_BYTES = 16 * 1024 ** 4
 
+/** A key: a string (its UTF-8 bytes) or bytes, 1 to 1024 of them. A string and a byte array with the same bytes name the same key. */
 export type Key = string | Uint8Array
+/** A value: a string (its UTF-8 bytes) or bytes, 0 to 64 MiB. Values come back as Buffers. */
 export type Value = string | Uint8Array
 
+/** Options of open(); unknown names are refused with CUBBY_INVALID_ARGUMENT. */
 export interface OpenOptions {
   /** Default for writes: resolve only once durable (default true). */
   sync?: boolean
@@ -82,19 +88,26 @@ export interface OpenOptions {
   size?: number
 }
 
+/** Options of put(), del() and batch(). */
 export interface WriteOptions {
   /** Resolve only once durable (default: the store's `sync` option). */
   sync?: boolean
 }
 
+/** One operation of batch(): a put of `value` under `key`, or a delete of `key`. */
 export type BatchOperation = { type: 'put'; key: Key; value: Value } | { type: 'del'; key: Key }
 
+/** What plan() sizes for. */
 export interface PlanOptions {
+  /** Keys the store is to hold (1 to 2^40). */
   keys: number
+  /** Typical key size in bytes (default 24). */
   keySize?: number
+  /** Typical value size in bytes (default 100). */
   valueSize?: number
 }
 
+/** A snapshot of a store's state and counters: stats() (docs/api.md has every field). */
 export type Stats = EngineStats
 
 interface Settings {
@@ -244,11 +257,16 @@ function encodeBatch(operations: unknown): WriteInput[] {
 
 type HandleStatus = 'open' | 'closing' | 'closed'
 
+/**
+ * An open store (made by open()): get, getMany, has, put, del, batch,
+ * iteration, flush, stats, metrics and close. Every method rejects with
+ * CUBBY_CLOSED once close() has been called.
+ */
 export class CubbyDB implements AsyncDisposable {
   private status: HandleStatus = 'open'
   private closing: Promise<void> | undefined
 
-  /** @internal Use `open()`. */
+  /** Made by open() and openOnVolume(); not for use by callers. @internal */
   constructor(
     /** The path (or volume name) the store was opened from. */
     readonly path: string,
@@ -256,76 +274,87 @@ export class CubbyDB implements AsyncDisposable {
     private readonly settings: Settings,
   ) {}
 
+  /** Whether the handle is open (false once close() is called). */
   get isOpen(): boolean {
     return this.status === 'open'
   }
 
+  /** Whether the store was opened with `readOnly: true`. */
   get readOnly(): boolean {
     return this.settings.readOnly
   }
 
   /** The value of `key`, or undefined when it is not in the store. */
   get(key: Key): Promise<Buffer | undefined> {
+    const started = performance.now()
     try {
       this.checkOpen()
-      return this.engine.get(encodeKey(key))
+      return this.engine.get(encodeKey(key), started)
     } catch (error) {
-      return Promise.reject(error)
+      return this.engine.meter.refuse(OP.get, started, error)
     }
   }
 
   /** The values of `keys`, in order (undefined where missing). All reads go to the device as one batch. */
   getMany(keys: readonly Key[]): Promise<Array<Buffer | undefined>> {
+    const started = performance.now()
     try {
       this.checkOpen()
       if (!Array.isArray(keys)) throw invalidArgument('getMany() takes an array of keys')
       const encoded = keys.map((key) => encodeKey(key))
-      return Promise.all(encoded.map((bytes) => this.engine.get(bytes)))
+      return this.engine.meter.track(OP.getMany, started, Promise.all(encoded.map((bytes) => this.engine.get(bytes))))
     } catch (error) {
-      return Promise.reject(error)
+      return this.engine.meter.refuse(OP.getMany, started, error)
     }
   }
 
   /** Whether `key` is in the store (never reads a large value). */
   has(key: Key): Promise<boolean> {
+    const started = performance.now()
     try {
       this.checkOpen()
-      return this.engine.has(encodeKey(key))
+      return this.engine.has(encodeKey(key), started)
     } catch (error) {
-      return Promise.reject(error)
+      return this.engine.meter.refuse(OP.has, started, error)
     }
   }
 
+  /** Sets `key` to `value`; resolves once durable (with `sync`, the default) or handed to the device. */
   put(key: Key, value: Value, options?: WriteOptions): Promise<void> {
+    const started = performance.now()
     try {
       this.checkWritable()
       const sync = validateWriteOptions(options, this.settings.sync)
-      return this.engine.write([{ key: encodeKey(key), value: encodeValue(value) }], sync)
+      return this.engine.write([{ key: encodeKey(key), value: encodeValue(value) }], sync, OP.put, started)
     } catch (error) {
-      return Promise.reject(error)
+      return this.engine.meter.refuse(OP.put, started, error)
     }
   }
 
+  /** Deletes `key` (a missing key is not an error); durability as for put(). */
   del(key: Key, options?: WriteOptions): Promise<void> {
+    const started = performance.now()
     try {
       this.checkWritable()
       const sync = validateWriteOptions(options, this.settings.sync)
-      return this.engine.write([{ key: encodeKey(key), value: undefined }], sync)
+      return this.engine.write([{ key: encodeKey(key), value: undefined }], sync, OP.del, started)
     } catch (error) {
-      return Promise.reject(error)
+      return this.engine.meter.refuse(OP.del, started, error)
     }
   }
 
   /** Applies every operation, or (after any crash, or on a rejected argument) none. */
   batch(operations: readonly BatchOperation[], options?: WriteOptions): Promise<void> {
+    const started = performance.now()
     try {
       this.checkWritable()
       const sync = validateWriteOptions(options, this.settings.sync)
       const inputs = encodeBatch(operations)
-      if (inputs.length === 0) return Promise.resolve()
-      return this.engine.write(inputs, sync)
+      if (inputs.length > 0) return this.engine.write(inputs, sync, OP.batch, started)
+      this.engine.meter.settle(OP.batch, started, 0)
+      return Promise.resolve()
     } catch (error) {
-      return Promise.reject(error)
+      return this.engine.meter.refuse(OP.batch, started, error)
     }
   }
 
@@ -344,19 +373,34 @@ export class CubbyDB implements AsyncDisposable {
     return this.iterate((_key, value) => value)
   }
 
+  /** Same as entries(): `for await (const [key, value] of db)`. */
   [Symbol.asyncIterator](): AsyncIterableIterator<[Buffer, Buffer]> {
     return this.entries()
   }
 
-  /** Writes everything buffered to its bucket. */
+  /** Applies every write made before the call to its bucket and checkpoints the log (durability does not need it). */
   async flush(): Promise<void> {
     this.checkOpen()
     await this.engine.flush()
   }
 
+  /** A snapshot of the store's state, counters and memory by part (throws CUBBY_CLOSED once closed). */
   stats(): Stats {
     this.checkOpen()
     return this.engine.stats()
+  }
+
+  /**
+   * The store's metrics as an OpenMetrics text exposition (or Prometheus text
+   * 0.0.4 with `format: 'prometheus'`), for a `/metrics` endpoint: operations
+   * by kind and result, latency histograms, device I/O, memory by part,
+   * compression, cleaning, group commit, flushes and write stalls.
+   */
+  metrics(options?: MetricsOptions): string {
+    this.checkOpen()
+    const settings = validateMetricsOptions(options)
+    const engine = this.engine
+    return renderMetrics({ stats: engine.stats(), device: engine.deviceStats(), groupCommitSizes: engine.groupCommitSizes, operations: engine.meter }, settings)
   }
 
   /** Settles every pending call, flushes, and closes. Idempotent. */
@@ -370,6 +414,7 @@ export class CubbyDB implements AsyncDisposable {
     return this.closing
   }
 
+  /** Same as close(): `await using db = await open(path)` closes the store at the end of the scope. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close()
   }
@@ -406,14 +451,15 @@ export function plan(options: PlanOptions): Plan {
   return planStore(checked)
 }
 
+/** Logical bytes a new image file gets when `size` is not given: room for 64× the planned keys, at least 4 GiB, at most 16 TiB. */
+export function defaultImageBytes(storePlan: Plan): number {
+  return Math.min(MAX_DEFAULT_SIZE_BYTES, Math.max(MIN_DEFAULT_SIZE_BYTES, DEFAULT_GROWTH_ROOM * storePlan.logicalBytes))
+}
+
 /** Logical blocks of a new store on `volume`. */
 function newStoreBlocks(volume: Volume, settings: Settings, storePlan: Plan): number {
   if (!volume.growable) return Math.floor(volume.size / BLOCK_SIZE)
-  let bytes = settings.size
-  if (bytes === undefined) {
-    const wanted = DEFAULT_GROWTH_ROOM * storePlan.logicalBytes
-    bytes = Math.min(MAX_DEFAULT_SIZE_BYTES, Math.max(MIN_DEFAULT_SIZE_BYTES, wanted))
-  }
+  const bytes = settings.size ?? defaultImageBytes(storePlan)
   const blocks = Math.floor(bytes / BLOCK_SIZE)
   if (blocks < minimumStoreBlocks(storePlan.buckets)) {
     throw invalidArgument(`option size ${bytes} is too small for ${storePlan.buckets} buckets: at least ${minimumStoreBlocks(storePlan.buckets) * BLOCK_SIZE} bytes`)

@@ -15,6 +15,7 @@
  * the public API and never change meaning.
  */
 
+/** The closed set of error codes; every CubbyError's `code` is one of these values. */
 export const ErrorCode = {
   /** Key is not a string / Uint8Array, is empty, or is longer than 1024 bytes. */
   INVALID_KEY: 'CUBBY_INVALID_KEY',
@@ -40,7 +41,9 @@ export const ErrorCode = {
   READ_ONLY: 'CUBBY_READ_ONLY',
 } as const
 
+/** The name of an error code, e.g. 'NOT_A_STORE'. */
 export type ErrorCodeName = keyof typeof ErrorCode
+/** An error code's value, e.g. 'CUBBY_NOT_A_STORE': what `err.code` holds. */
 export type CubbyErrorCode = (typeof ErrorCode)[ErrorCodeName]
 
 export interface CubbyErrorDetails {
@@ -56,13 +59,20 @@ export interface CubbyErrorDetails {
   cause?: unknown
 }
 
+/** Every error CubbyDB reports: match on `code`, never on the message. */
 export class CubbyError extends Error {
+  /** The stable code (ErrorCode.*) saying what kind of failure this is. */
   readonly code: CubbyErrorCode
+  /** Symbolic errno from the operating system, e.g. 'EIO', when one was reported. */
   readonly errno?: string
+  /** Numeric errno, when one was reported. */
   readonly errnoNumber?: number
+  /** The system call that failed, e.g. 'pread', when one did. */
   readonly syscall?: string
+  /** The file or device the failure concerns. */
   readonly path?: string
 
+  /** Made by CubbyDB; callers only read it. */
   constructor(code: CubbyErrorCode, message: string, details: CubbyErrorDetails = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause })
     this.name = 'CubbyError'

@@ -32,3 +32,6 @@ export {
   type SalvageReport,
 } from './check'
 export type { CompressionMode } from './device/open'
+export { exportStore, importStore, DumpReader, DUMP_VERSION, type DumpHeader, type DumpSummary, type DumpFrame, type ExportOptions, type ImportOptions } from './dump'
+export { METRICS_CONTENT_TYPES, type MetricsFormat } from './metrics/exposition'
+export type { MetricsOptions } from './metrics/collect'

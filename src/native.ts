@@ -78,6 +78,8 @@ export interface NativeBinding {
   constants: NativeConstants
   open(path: string, options: NativeOpenOptions): NativeOpenResult
   read(handle: NativeHandle, descriptors: Float64Array, count: number, buffers: Uint8Array[]): Promise<void>
+  /** A read batch that calls onRequest(index, error | undefined) as each request finishes; resolves after the last call. */
+  readEach(handle: NativeHandle, descriptors: Float64Array, count: number, buffers: Uint8Array[], onRequest: (index: number, error: unknown) => void): Promise<void>
   write(handle: NativeHandle, descriptors: Float64Array, count: number, buffers: Uint8Array[]): Promise<void>
   sync(handle: NativeHandle): Promise<void>
   discard(handle: NativeHandle, offset: number, length: number): Promise<void>
@@ -86,6 +88,7 @@ export interface NativeBinding {
   close(handle: NativeHandle): Promise<void>
   allocate(bytes: number): Buffer
   crc32c(data: Uint8Array, start: number, end: number, seed: number): number
+  lz4Decode(source: Uint8Array, start: number, end: number, target: Uint8Array, targetStart: number, targetEnd: number): number
 }
 
 const CONSTANT_NAMES: ReadonlyArray<keyof NativeConstants> = [

@@ -466,3 +466,37 @@ test('plan() answers the sizing question', (t) => {
   t.false(large.valuesInline)
   t.true(large.readsPerGet.existing >= 2)
 })
+
+test('stats().device reports compression and cleaning: the ratio, live bytes and bytes the cleaner moved (lz4), neutral figures without compression', async (t) => {
+  const { db } = await memoryStore({ compression: 'lz4', expectedKeys: 2000 })
+  const value = (round: number, index: number): string => `value ${index} of round ${round} `.repeat(16)
+  for (let index = 0; index < 2000; index++) await db.put(`key-${index}`, value(0, index))
+  await db.flush()
+  const first = db.stats().device
+  t.true(first.logicalBytes > 0)
+  t.true(first.compressionRatio > 1.5, `compression ratio ${first.compressionRatio}`)
+  t.is(first.compressionRatio, first.logicalBytes / first.liveBytes)
+  t.true(first.liveBytes > 0 && first.liveBytes < first.logicalBytes, `live ${first.liveBytes} of ${first.logicalBytes} logical`)
+  // Rewrite every bucket many times: the dead records must be cleaned.
+  for (let round = 1; round <= 30; round++) {
+    for (let start = 0; start < 2000; start += 400) {
+      await db.batch(Array.from({ length: 400 }, (_, index) => ({ type: 'put' as const, key: `key-${start + index}`, value: value(round, start + index) })))
+    }
+    await db.flush()
+  }
+  const later = db.stats().device
+  t.true(later.cleaningBytesMoved > 0, `cleaner moved ${later.cleaningBytesMoved} bytes`)
+  t.true(later.cleaningWriteAmplification > 1, `cleaning write amplification ${later.cleaningWriteAmplification}`)
+  t.is((await db.get('key-1999'))?.toString(), value(30, 1999))
+  await db.close()
+
+  const { db: raw } = await memoryStore({ compression: 'none' })
+  await raw.put('a', 'b')
+  await raw.flush()
+  const none = raw.stats().device
+  t.is(none.compressionRatio, 1)
+  t.is(none.liveBytes, none.logicalBytes)
+  t.is(none.cleaningBytesMoved, 0)
+  t.is(none.cleaningWriteAmplification, 1)
+  await raw.close()
+})

@@ -164,6 +164,41 @@ for (const ioPath of IO_PATHS) {
     t.true(holdsPattern(out, 14, 0, BLOCK_SIZE), 'the bytes before the end were read')
   })
 
+  test(`${ioPath}: readEach reports each request of a split batch under its own index, failures as CubbyErrors`, async (t) => {
+    const volume = await freshVolume(t, ioPath, 8 * MIB)
+    const sector = volume.sectorSize
+    const count = constants.MAX_BATCH_REQUESTS + 100
+    const buffer = volume.allocate(count * sector)
+    fillPattern(buffer, 31)
+    await volume.write([{ offset: 0, length: count * sector, buffer, bufferOffset: 0 }])
+    fs.truncateSync(volume.path, (count - 1) * sector)
+    // Request i reads sector count-1-i into slot i: the last request of the second part lies past the new end.
+    const out = volume.allocate(count * sector)
+    const requests: VolumeRequest[] = Array.from({ length: count }, (_, index) => ({ offset: (count - 1 - index) * sector, length: sector, buffer: out, bufferOffset: index * sector }))
+    const errors = new Map<number, unknown>()
+    await new Promise<void>((resolve) => {
+      let left = count
+      volume.readEach(requests, (index, error) => {
+        t.false(errors.has(index), `request ${index} is reported once`)
+        errors.set(index, error)
+        if (--left === 0) resolve()
+      })
+    })
+    t.is(errors.size, count)
+    t.like(errors.get(0), { code: ErrorCode.IO, path: volume.path }, 'the read past the end is CUBBY_IO')
+    for (let index = 1; index < count; index++) {
+      if (errors.get(index) !== undefined) t.fail(`request ${index}: ${String(errors.get(index))}`)
+    }
+    for (const index of [1, constants.MAX_BATCH_REQUESTS - 1, constants.MAX_BATCH_REQUESTS, count - 1]) {
+      const sectorRead = count - 1 - index
+      t.is(out.subarray(index * sector, (index + 1) * sector).compare(buffer.subarray(sectorRead * sector, (sectorRead + 1) * sector)), 0, `request ${index}`)
+    }
+    t.is(volume.stats().reads, count - 1, 'reads that succeeded are counted')
+    await volume.close()
+    const closed = await new Promise<unknown>((resolve) => volume.readEach([requests[1]!], (_index, error) => resolve(error)))
+    t.like(closed, { code: ErrorCode.CLOSED }, 'a closed volume reports CUBBY_CLOSED')
+  })
+
   test(`${ioPath}: the block device and the fault injector stack on a native volume`, async (t) => {
     const faulty = new FaultyVolume(await freshVolume(t, ioPath))
     const device = await RawBlockDevice.create(faulty, 256)

@@ -136,6 +136,63 @@ for (const ioPath of IO_PATHS) {
     t.is(fs.readFileSync(image).subarray(0, count * 4096).compare(buffer), 0, 'the bytes are in the file')
   })
 
+  testOn(ioPath)(`${ioPath}: readEach reports every request once, only after the call returns, then resolves`, async (t) => {
+    const image = path.join(scratchDirectory(t), 'volume.img')
+    const opened = openImage(image, ioPath)
+    t.teardown(() => binding.close(opened.handle))
+    const source = binding.allocate(16 * 4096)
+    fillPattern(source, 23)
+    await binding.write(opened.handle, descriptors([0, 16 * 4096, 0, 0]), 1, [source])
+    const target = binding.allocate(16 * 4096)
+    const order = [5, 0, 15, 9, 3]
+    const reports: Array<[number, unknown]> = []
+    let returned = false
+    let reportedEarly = false
+    const done = binding.readEach(
+      opened.handle,
+      descriptors(...order.map((block, index): [number, number, number, number] => [block * 4096, 4096, 0, index * 4096])),
+      order.length,
+      [target],
+      (index, error) => {
+        if (!returned) reportedEarly = true
+        reports.push([index, error])
+      },
+    )
+    returned = true
+    await done
+    t.false(reportedEarly, 'no report comes while the call runs')
+    t.deepEqual(reports.map(([index]) => index).sort(), [0, 1, 2, 3, 4], 'each request is reported once')
+    t.true(reports.every(([, error]) => error === undefined))
+    order.forEach((block, index) => {
+      t.is(target.subarray(index * 4096, (index + 1) * 4096).compare(source.subarray(block * 4096, (block + 1) * 4096)), 0, `request ${index}`)
+    })
+  })
+
+  testOn(ioPath)(`${ioPath}: a failed request of a readEach batch fails alone; the others are read`, async (t) => {
+    const image = path.join(scratchDirectory(t), 'volume.img')
+    const opened = openImage(image, ioPath)
+    t.teardown(() => binding.close(opened.handle))
+    const source = binding.allocate(8 * 4096)
+    fillPattern(source, 29)
+    await binding.write(opened.handle, descriptors([0, 8 * 4096, 0, 0]), 1, [source])
+    // Another program shortens the file: reads past its end find nothing (END_OF_FILE).
+    fs.truncateSync(image, 8 * 4096)
+    const target = binding.allocate(4 * 4096)
+    const errors: unknown[] = new Array(4)
+    const reported: number[] = []
+    await binding.readEach(opened.handle, descriptors([0, 4096, 0, 0], [64 * 4096, 4096, 0, 4096], [4096, 4096, 0, 2 * 4096], [7 * 4096, 4096, 0, 3 * 4096]), 4, [target], (index, error) => {
+      reported.push(index)
+      errors[index] = error
+    })
+    t.is(reported.length, 4)
+    t.true(isNativeError(errors[1]) && (errors[1] as { kind: string }).kind === constants.ERROR_KINDS.END_OF_FILE, 'the read past the end failed')
+    t.regex((errors[1] as Error).message, new RegExp(`\\[${64 * 4096}, ${65 * 4096}\\)`), 'its message names its range')
+    for (const index of [0, 2, 3]) t.is(errors[index], undefined, `request ${index} succeeded`)
+    for (const [index, block] of [[0, 0], [2, 1], [3, 7]] as const) {
+      t.is(target.subarray(index * 4096, (index + 1) * 4096).compare(source.subarray(block * 4096, (block + 1) * 4096)), 0)
+    }
+  })
+
   testOn(ioPath)(`${ioPath}: a handle dropped with I/O in flight stays alive until it lands, then is collected and unlocks`, async (t) => {
     const image = path.join(scratchDirectory(t), 'volume.img')
     const buffer = binding.allocate(64 * 4096)

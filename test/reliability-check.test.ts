@@ -23,6 +23,7 @@ import { bucketOf, hashKey, newKeyHash } from '../src/engine/hash'
 import { type Superblock, bucketCount, decodeSuperblock, encodeSuperblock } from '../src/engine/superblock'
 import { crc32c } from '../src/util/crc32c'
 import { ErrorCode } from '../src/errors'
+import { loopUnavailableReason, withLoopDevice } from './helpers/loop'
 import { contents, memoryStore, rejectsWith, reopen } from './helpers/store'
 
 const OPTIONS = { expectedKeys: 100, keySize: 8, valueSize: 40 }
@@ -305,4 +306,31 @@ test('salvageStore(path): copies every pair of a store with a damaged bucket exc
   t.is(copied.size, report.pairs)
   for (const [key, value] of copied) t.deepEqual(value, all.get(key), key)
   t.true((await checkStore(target)).healthy)
+})
+
+const loopReason = loopUnavailableReason()
+;(loopReason === undefined ? test.serial : test.skip)('salvageStore onto a block device holding a store is refused and leaves it untouched; onto a zeroed one it writes the new store', async (t) => {
+  const directory = scratch(t)
+  const source = path.join(directory, 'source.img')
+  const db = await open(source, { ...OPTIONS, size: 64 * 1024 * 1024 })
+  for (let index = 0; index < 50; index++) await db.put(`key-${index}`, `value-${index}`, { sync: false })
+  await db.close()
+  await withLoopDevice({ bytes: 64 * 1024 * 1024 }, async (loop) => {
+    const other = await open(loop.device, { ...OPTIONS, compression: 'none' })
+    await other.put('theirs', 'keep me')
+    await other.close()
+    const before = createHash('sha256').update(fs.readFileSync(loop.image)).digest('hex')
+    await rejectsWith(t, salvageStore(source, loop.device), ErrorCode.INVALID_ARGUMENT, 'a device holding a store is not a salvage target')
+    t.is(createHash('sha256').update(fs.readFileSync(loop.image)).digest('hex'), before, 'the device is untouched')
+    const kept = await open(loop.device, { create: false })
+    t.is((await kept.get('theirs'))?.toString(), 'keep me')
+    await kept.close()
+  })
+  await withLoopDevice({ bytes: 64 * 1024 * 1024 }, async (loop) => {
+    const report = await salvageStore(source, loop.device)
+    t.is(report.pairs, 50)
+    const salvaged = await open(loop.device, { create: false })
+    t.is((await salvaged.get('key-49'))?.toString(), 'value-49')
+    await salvaged.close()
+  })
 })

@@ -20,11 +20,15 @@ interface FioDirection {
   lat_ns: { mean: number; percentile?: Record<string, number> }
 }
 
-/** Runs `workload` with fio on `file` and returns what it measured (total latency: submission to completion). */
-export function runFio(file: string, fileBytes: number, workload: Workload, seconds: number): WorkloadResult {
+/**
+ * Runs `workload` with fio on `file` (its bytes [offset, offset + fileBytes))
+ * and returns what it measured (total latency: submission to completion).
+ */
+export function runFio(file: string, fileBytes: number, workload: Workload, seconds: number, offset = 0): WorkloadResult {
   const args = [
     '--name=cubbydb-shim-reference',
     `--filename=${file}`,
+    `--offset=${offset}`,
     `--size=${fileBytes}`,
     `--rw=${workload.operation === 'read' ? 'randread' : 'randwrite'}`,
     '--bs=4k',

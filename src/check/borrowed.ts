@@ -11,7 +11,7 @@
  */
 
 import { CubbyError, ErrorCode } from '../errors'
-import type { Volume, VolumeRequest, VolumeStats } from '../device/types'
+import type { ReportEach, Volume, VolumeRequest, VolumeStats } from '../device/types'
 
 export class BorrowedVolume implements Volume {
   constructor(private readonly inner: Volume) {}
@@ -47,6 +47,10 @@ export class BorrowedVolume implements Volume {
 
   read(requests: readonly VolumeRequest[]): Promise<void> {
     return this.inner.read(requests)
+  }
+
+  readEach(requests: readonly VolumeRequest[], onRequest: ReportEach): void {
+    this.inner.readEach(requests, onRequest)
   }
 
   async write(): Promise<void> {

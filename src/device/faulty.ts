@@ -16,7 +16,8 @@
  */
 
 import { CubbyError, ErrorCode, closedError, invalidArgument } from '../errors'
-import type { Volume, VolumeRequest, VolumeStats } from './types'
+import { reportWhenSettled } from './report-each'
+import type { ReportEach, Volume, VolumeRequest, VolumeStats } from './types'
 
 export type FaultOperation = 'read' | 'write' | 'sync' | 'discard'
 
@@ -195,6 +196,10 @@ export class FaultyVolume implements Volume {
   async read(requests: readonly VolumeRequest[]): Promise<void> {
     this.enter('read')
     await this.inner.read(requests)
+  }
+
+  readEach(requests: readonly VolumeRequest[], onRequest: ReportEach): void {
+    reportWhenSettled(this.read(requests), requests.length, onRequest)
   }
 
   async write(requests: readonly VolumeRequest[]): Promise<void> {

@@ -10,6 +10,8 @@
  *  - One call is one native batch, unless it holds more than
  *    MAX_BATCH_REQUESTS requests; then it is split, and settles when every
  *    part has (a rejected call may have applied any subset of its writes).
+ *    readEach() is one native batch too, whose requests the shim reports one
+ *    by one as they finish.
  *  - At most MAX_PENDING_BATCHES batches are in the shim at once; later
  *    calls wait for a slot, in order (backpressure instead of an unbounded
  *    native queue).
@@ -31,7 +33,8 @@ import * as nodePath from 'node:path'
 import { CubbyError, ErrorCode, closedError, invalidArgument, type CubbyErrorCode } from '../errors'
 import { binding, constants, isNativeError, type NativeHandle, type NativeOpenResult } from '../native'
 import { checkByteRange, checkVolumeRequests } from './validate'
-import type { Volume, VolumeRequest, VolumeStats } from './types'
+import { reportWhenSettled } from './report-each'
+import type { ReportEach, Volume, VolumeRequest, VolumeStats } from './types'
 
 export interface FileVolumeOptions {
   /** Open for reading only (default false). */
@@ -45,6 +48,14 @@ export interface FileVolumeOptions {
 }
 
 const MAX_LENGTH = bufferConstants.MAX_LENGTH
+
+/** A readEach() batch (or part of one, past MAX_BATCH_REQUESTS) on its way to the shim. */
+interface EachBatch {
+  requests: readonly VolumeRequest[]
+  /** Index of requests[0] in the caller's batch. */
+  first: number
+  onRequest: ReportEach
+}
 
 /**
  * How long an open waits for a lock whose holders have all exited. A process
@@ -165,6 +176,24 @@ export class NativeVolume implements Volume {
     return this.transfer(requests, false)
   }
 
+  readEach(requests: readonly VolumeRequest[], onRequest: ReportEach): void {
+    try {
+      this.checkOpen()
+      checkVolumeRequests(requests, this.sectorSize, this.currentSize, this.path)
+    } catch (error) {
+      reportWhenSettled(Promise.reject(error), requests.length, onRequest)
+      return
+    }
+    const most = constants.MAX_BATCH_REQUESTS
+    for (let first = 0; first < requests.length; first += most) {
+      const batch: EachBatch = { requests: requests.length <= most ? requests : requests.slice(first, first + most), first, onRequest }
+      this.inSlot(false, this.submitEach, this.countEach, batch).catch((error: unknown) => {
+        // Refused before the shim took it (closed, or the shim said no): nothing was reported yet.
+        for (let index = 0; index < batch.requests.length; index++) onRequest(first + index, error as CubbyError)
+      })
+    }
+  }
+
   write(requests: readonly VolumeRequest[]): Promise<void> {
     try {
       this.checkWritable()
@@ -269,6 +298,26 @@ export class NativeVolume implements Volume {
   // What inSlot runs and counts, made once per volume: a batch allocates no closures.
   private readonly submitReads = (requests: readonly VolumeRequest[]): Promise<void> => this.submit(requests, false)
   private readonly submitWrites = (requests: readonly VolumeRequest[]): Promise<void> => this.submit(requests, true)
+  /** readEach batches are counted request by request, as each is reported. */
+  private readonly countEach = (): void => undefined
+  /** Hands a readEach batch to the shim; a report that comes while the shim still has the call is passed on after it returns. */
+  private readonly submitEach = (batch: EachBatch): Promise<void> => {
+    let inCall = true
+    const report = (index: number, error: unknown): void => {
+      if (error === undefined) {
+        this.counters.reads++
+        this.counters.bytesRead += batch.requests[index]!.length
+      }
+      const failure = error === undefined ? undefined : (toCubbyError(error, false) as CubbyError)
+      if (inCall) queueMicrotask(() => batch.onRequest(batch.first + index, failure))
+      else batch.onRequest(batch.first + index, failure)
+    }
+    try {
+      return this.submit(batch.requests, false, report)
+    } finally {
+      inCall = false
+    }
+  }
   private readonly syncNow = (): Promise<void> => binding.sync(this.handle)
   private readonly discardNow = (range: { offset: number; length: number }): Promise<void> => binding.discard(this.handle, range.offset, range.length)
   private readonly countReads = (requests: readonly VolumeRequest[]): void => {
@@ -319,7 +368,7 @@ export class NativeVolume implements Volume {
   }
 
   /** Encodes requests as one descriptor array (see native/constants.h) and hands it to the shim. */
-  private submit(requests: readonly VolumeRequest[], writing: boolean): Promise<void> {
+  private submit(requests: readonly VolumeRequest[], writing: boolean, onRequest?: (index: number, error: unknown) => void): Promise<void> {
     const fields = constants.DESCRIPTOR_FIELDS
     const count = requests.length
     if (this.descriptors.length < count * fields) {
@@ -342,7 +391,8 @@ export class NativeVolume implements Volume {
       descriptors[base + constants.DESCRIPTOR_BUFFER_INDEX] = buffers.length - 1
       descriptors[base + constants.DESCRIPTOR_BUFFER_OFFSET] = request.bufferOffset
     }
-    return writing ? binding.write(this.handle, descriptors, count, buffers) : binding.read(this.handle, descriptors, count, buffers)
+    if (writing) return binding.write(this.handle, descriptors, count, buffers)
+    return onRequest === undefined ? binding.read(this.handle, descriptors, count, buffers) : binding.readEach(this.handle, descriptors, count, buffers, onRequest)
   }
 
   private checkOpen(): void {

@@ -12,7 +12,8 @@
 
 import { CubbyError, ErrorCode, closedError, invalidArgument } from '../errors'
 import { checkByteRange, checkVolumeRequests } from './validate'
-import type { Volume, VolumeRequest, VolumeStats } from './types'
+import { reportWhenSettled } from './report-each'
+import type { ReportEach, Volume, VolumeRequest, VolumeStats } from './types'
 
 const CHUNK_SIZE = 64 * 1024
 
@@ -145,6 +146,10 @@ export class MemoryVolume implements Volume {
       this.counters.reads++
       this.counters.bytesRead += request.length
     }
+  }
+
+  readEach(requests: readonly VolumeRequest[], onRequest: ReportEach): void {
+    reportWhenSettled(this.read(requests), requests.length, onRequest)
   }
 
   async write(requests: readonly VolumeRequest[]): Promise<void> {

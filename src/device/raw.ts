@@ -12,7 +12,8 @@
  */
 
 import { CubbyError, ErrorCode, closedError, invalidArgument, refusingWrites } from '../errors'
-import { BLOCK_SIZE, type BlockDevice, type BlockRequest, type DeviceStats, type Volume, type VolumeRequest } from './types'
+import { reportWhenSettled } from './report-each'
+import { BLOCK_SIZE, type BlockDevice, type BlockRequest, type DeviceStats, type ReportEach, type Volume, type VolumeRequest } from './types'
 import { checkBlockRange, checkBlockRequests } from './validate'
 
 export class RawBlockDevice implements BlockDevice {
@@ -69,6 +70,24 @@ export class RawBlockDevice implements BlockDevice {
     await this.volume.read(toVolumeRequests(requests))
     this.counters.reads += requests.length
     this.counters.bytesRead += requests.length * BLOCK_SIZE
+  }
+
+  readEach(requests: readonly BlockRequest[], onBlock: ReportEach): void {
+    try {
+      this.checkOpen()
+      checkBlockRequests(requests, this.blockCount)
+    } catch (error) {
+      reportWhenSettled(Promise.reject(error), requests.length, onBlock)
+      return
+    }
+    if (requests.length === 0) return
+    this.volume.readEach(toVolumeRequests(requests), (index, error) => {
+      if (error === undefined) {
+        this.counters.reads++
+        this.counters.bytesRead += BLOCK_SIZE
+      }
+      onBlock(index, error)
+    })
   }
 
   async write(requests: readonly BlockRequest[]): Promise<void> {

@@ -16,9 +16,10 @@
  * and keeps a map. The engine addresses blocks only.
  *
  * Contracts common to both:
- *  - Every I/O call takes a whole batch and settles once. A rejected batch may
- *    have applied any subset of its writes (like a device); callers that need
- *    atomicity build it above (WAL, journal).
+ *  - Every I/O call takes a whole batch and settles once (readEach reports
+ *    once per request instead). A rejected batch may have applied any subset
+ *    of its writes (like a device); callers that need atomicity build it
+ *    above (WAL, journal).
  *  - Buffers handed to read/write must come from `allocate()` of the same
  *    object (they are aligned for direct I/O). Offsets and lengths must be
  *    multiples of `sectorSize` (Volume) or of BLOCK_SIZE (BlockDevice). A
@@ -28,6 +29,18 @@
  *    CUBBY_INVALID_ARGUMENT, CUBBY_CLOSED, CUBBY_FULL, CUBBY_READ_ONLY.
  *  - `close()` waits for every I/O in flight, and is idempotent.
  */
+
+import type { CubbyError } from '../errors'
+
+/**
+ * How readEach() reports a batch: `onRequest(index, error)` once per request,
+ * `error` undefined when request `index` succeeded, in the order requests
+ * finish, never before readEach() returns. A failed request does not stop
+ * the others. So a caller waits for its own read only, not for the slowest
+ * one of a batch, and a batch still costs one call down to the kernel.
+ * The callback must not throw.
+ */
+export type ReportEach = (index: number, error: CubbyError | undefined) => void
 
 /** Logical block size of every BlockDevice. Stored on disk: never changes. */
 export const BLOCK_SIZE = 4096
@@ -74,6 +87,8 @@ export interface Volume {
   /** An aligned, zero-filled buffer usable for I/O on this volume. */
   allocate(bytes: number): Buffer
   read(requests: readonly VolumeRequest[]): Promise<void>
+  /** Reads like read(), one batch, but reports each request as soon as it is done (see ReportEach). */
+  readEach(requests: readonly VolumeRequest[], onRequest: ReportEach): void
   write(requests: readonly VolumeRequest[]): Promise<void>
   /** Make every completed write durable (fdatasync). After a failed sync the volume refuses writes. */
   sync(): Promise<void>
@@ -127,6 +142,8 @@ export interface BlockDevice {
   allocate(blocks: number): Buffer
   /** Reads every requested block in one batch. A never-written or trimmed block reads as zeros. */
   read(requests: readonly BlockRequest[]): Promise<void>
+  /** Reads like read(), one batch, but reports each block as soon as it is read (see ReportEach): the GET path. */
+  readEach(requests: readonly BlockRequest[], onBlock: ReportEach): void
   write(requests: readonly BlockRequest[]): Promise<void>
   /** Forget the content of blocks [lba, lba + count): they read as zeros and take no physical space. */
   trim(lba: number, count: number): Promise<void>

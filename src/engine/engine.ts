@@ -26,7 +26,10 @@
 
 import assert from 'node:assert/strict'
 import { CubbyError, ErrorCode, closedError } from '../errors'
+import type { CompressedDeviceStats } from '../device/compressed/device'
 import type { BlockDevice, BlockRequest, DeviceStats } from '../device/types'
+import { Histogram } from '../metrics/histogram'
+import { OP, OperationMeter, UNMETERED } from '../metrics/operations'
 import { crc32c } from '../util/crc32c'
 import { type ExtentPointer, isInlineValue } from './bucket'
 import { ByteBudget } from './budget'
@@ -47,6 +50,8 @@ import { WriteBuffer, type WriteBufferLimits, bufferedBytes, limitsFor } from '.
 
 /** Bytes of writes that may wait in the commit queue before writers wait to enter it. */
 export const MAX_QUEUE_BYTES = 8 * 1024 * 1024
+/** Upper bounds of the group-commit size histogram: writes per log frame. */
+export const GROUP_COMMIT_BOUNDS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
 /** Bytes of large values being written to extents at once. */
 export const EXTENT_WRITE_BUDGET_BYTES = 64 * 1024 * 1024
 /** Buckets an iterator reads per batch. */
@@ -68,34 +73,67 @@ export interface WriteInput {
 }
 
 export interface EngineStats {
+  /** Keys in the buckets (writes still in the write buffer count after the flush that applies them). */
   keys: number
+  /** Buckets in use: N0·2^level + split pointer. */
   buckets: number
+  /** Bytes of entries divided by the bytes the buckets can hold. */
   loadFactor: number
+  /** Buckets with an overflow chain. */
   overflowBuckets: number
+  /** Overflow blocks in use. */
   overflowBlocks: number
+  /** Records in the write buffers, not yet applied to their buckets. */
   bufferedWrites: number
+  /** Linear hashing level L. */
   level: number
+  /** Linear hashing split pointer s: the next bucket to split. */
   splitPointer: number
+  /** Flush steps committed since the store was created. */
   generation: number
+  /** Flush steps committed by this handle. */
   flushSteps: number
+  /** Buckets split by this handle. */
   splits: number
   /** Times writers waited for room in the write buffer or the log (backpressure), and for how long in all and at most. */
   writeStalls: { count: number; totalMs: number; maxMs: number }
   /** What the open that produced this handle recovered: journals copied in place, whether an interrupted step was completed, log frames replayed. */
   recovery: { journalsApplied: number; stepRedone: boolean; framesReplayed: number }
+  /** Group commit since open: log frames written, writes (put/del/batch calls) and records they carried, payload bytes, frames followed by a device flush. */
+  log: { commits: number; writes: number; records: number; bytes: number; syncedCommits: number }
+  /** GETs the bucket cache answered, and GETs that read the device. */
   cache: { hits: number; misses: number }
+  /** Bytes of memory held, by part; every part is bounded by the options, none grows with the number of keys. */
   memory: {
+    /** The sum of the parts. */
     total: number
+    /** Bucket cache (up to cacheSize). */
     cache: number
+    /** Write buffers (up to writeBufferSize). */
     writeBuffer: number
+    /** Writes waiting for their log frame (up to 8 MiB). */
     commitQueue: number
+    /** The log frame buffer (up to 4 MiB). */
     logBuffer: number
+    /** Read arena, flush step and large values in flight. */
     ioBuffers: number
+    /** Allocation bitmap of the heap (8 KiB per 127 MiB reached). */
     bitmap: number
+    /** The block device's own maps and buffers (the LZ4 layer's map cache and tables). */
     device: number
   }
   /** The block device's counters (device reads per GET = reads / GETs with the cache off). */
-  device: Omit<DeviceStats, 'volume' | 'memoryBytes'> & { ioPath: string }
+  device: Omit<DeviceStats, 'volume' | 'memoryBytes'> & {
+    ioPath: string
+    /** logicalBytes ÷ liveBytes: how much the blocks in use shrink under LZ4, part-empty buckets included (1 without compression, or while empty). */
+    compressionRatio: number
+    /** Compressed bytes of the blocks in use ('lz4'); logicalBytes without compression. */
+    liveBytes: number
+    /** Bytes the LZ4 layer's segment cleaner copied to reclaim space since the store was created (0 without compression). */
+    cleaningBytesMoved: number
+    /** (bytes written for the engine + bytes moved by cleaning) ÷ bytes written for the engine (1 without compression). */
+    cleaningWriteAmplification: number
+  }
 }
 
 interface CommitOp {
@@ -138,6 +176,11 @@ export class Engine {
   /** Writes waiting for room (write buffer or log) since this time, if they are. */
   private stalledSince: bigint | undefined
   private readonly stalls = { count: 0, totalMs: 0, maxMs: 0 }
+  private readonly commits = { commits: 0, writes: 0, records: 0, bytes: 0, syncedCommits: 0 }
+  /** Writes per log frame, over every frame written since open (for db.metrics()). */
+  readonly groupCommitSizes = new Histogram(GROUP_COMMIT_BOUNDS)
+  /** The API calls of the handle over this engine, counted where they settle (for db.metrics()). */
+  readonly meter = new OperationMeter()
   private readonly recovery: { journalsApplied: number; stepRedone: boolean; framesReplayed: number }
   /** The most recent write accepted, and who waits for writes up to some op to settle. */
   private lastOp: CommitOp | undefined
@@ -166,7 +209,7 @@ export class Engine {
     this.maxFrameBlocks = maxFrameBlocksFor(state.superblock.walBlocks)
     this.limits = limitsFor(settings.writeBufferSize)
     state.active = new WriteBuffer(this.limits)
-    this.reader = new Reader(state)
+    this.reader = new Reader(state, this.meter)
     this.flusher = new Flusher(state, this.wal, () => this.pump())
   }
 
@@ -249,14 +292,18 @@ export class Engine {
   // -------------------------------------------------------------------------
   // Reads
 
-  get(key: Buffer): Promise<Buffer | undefined> {
-    if (this.status !== 'open') return Promise.reject(closedError())
-    return this.reader.lookup(key, true) as Promise<Buffer | undefined>
+  /** The value of `key`. `startedMs` (performance.now()) marks an API get, counted by the meter; without it the lookup is not counted. */
+  get(key: Buffer, startedMs?: number): Promise<Buffer | undefined> {
+    const kind = startedMs === undefined ? UNMETERED : OP.get
+    if (this.status !== 'open') return this.meter.refuse(kind, startedMs ?? 0, closedError())
+    return this.reader.lookup(key, true, kind, startedMs) as Promise<Buffer | undefined>
   }
 
-  has(key: Buffer): Promise<boolean> {
-    if (this.status !== 'open') return Promise.reject(closedError())
-    return this.reader.lookup(key, false) as Promise<boolean>
+  /** Whether `key` exists; `startedMs` as for get(). */
+  has(key: Buffer, startedMs?: number): Promise<boolean> {
+    const kind = startedMs === undefined ? UNMETERED : OP.has
+    if (this.status !== 'open') return this.meter.refuse(kind, startedMs ?? 0, closedError())
+    return this.reader.lookup(key, false, kind, startedMs) as Promise<boolean>
   }
 
   // -------------------------------------------------------------------------
@@ -267,9 +314,9 @@ export class Engine {
    * written, and synced when `sync`. Rejects, changing nothing, on a write
    * that is too large; CUBBY_FULL when a large value finds no room.
    */
-  write(inputs: readonly WriteInput[], sync: boolean): Promise<void> {
+  write(inputs: readonly WriteInput[], sync: boolean, kind: number = UNMETERED, startedMs = 0): Promise<void> {
     const refusal = this.writeRefusal()
-    if (refusal !== undefined) return Promise.reject(refusal)
+    if (refusal !== undefined) return this.meter.refuse(kind, startedMs, refusal)
     const records: WriteRecord[] = []
     let payloadBytes = 0
     let bufferBytes = 0
@@ -292,12 +339,16 @@ export class Engine {
       if (large) extentBytes += input.value!.length
     }
     if (frameBlocks(payloadBytes) > this.maxFrameBlocks) {
-      return Promise.reject(
+      return this.meter.refuse(
+        kind,
+        startedMs,
         new CubbyError(ErrorCode.INVALID_ARGUMENT, `a write of ${payloadBytes} log bytes is larger than one log frame (${this.maxWriteBytes} bytes); split the batch`),
       )
     }
     if (bufferBytes > this.limits.arenaBytes || records.length > this.limits.slots / 2) {
-      return Promise.reject(
+      return this.meter.refuse(
+        kind,
+        startedMs,
         new CubbyError(
           ErrorCode.INVALID_ARGUMENT,
           `a write of ${records.length} records and ${bufferBytes} bytes does not fit one write buffer (${this.limits.arenaBytes} bytes, ${this.limits.slots / 2} records); split the batch or raise writeBufferSize`,
@@ -316,11 +367,13 @@ export class Engine {
         settled: false,
         resolve: () => {
           op.settled = true
+          this.meter.settle(kind, startedMs, 0)
           resolve()
           this.wakeSettled()
         },
         reject: (error) => {
           op.settled = true
+          this.meter.settle(kind, startedMs, 1)
           reject(error)
           this.wakeSettled()
         },
@@ -488,6 +541,7 @@ export class Engine {
     try {
       const end = await this.wal.writeFrame(records, payloadBytes, position)
       if (sync) await state.device.flush()
+      this.countCommit(batch.length, records.length, payloadBytes, sync)
       for (const record of records) state.active.add(record)
       state.active.walEnd = end
       state.active.walEndSequence = this.wal.state.nextSequence
@@ -501,6 +555,16 @@ export class Engine {
     }
     if (this.pressure() >= 1) this.freeze()
     this.pump()
+  }
+
+  private countCommit(writes: number, records: number, bytes: number, synced: boolean): void {
+    const commits = this.commits
+    commits.commits++
+    commits.writes += writes
+    commits.records += records
+    commits.bytes += bytes
+    if (synced) commits.syncedCommits++
+    this.groupCommitSizes.observe(writes)
   }
 
   private rejectQueue(error: CubbyError): void {
@@ -681,6 +745,7 @@ export class Engine {
       splits: this.flusher.splitsDone,
       writeStalls: { ...this.stalls },
       recovery: { ...this.recovery },
+      log: { ...this.commits },
       cache: { hits: state.cache.hits, misses: state.cache.misses },
       memory: { total: Object.values(memory).reduce((sum, part) => sum + part, 0), ...memory },
       device: {
@@ -694,8 +759,14 @@ export class Engine {
         trims: device.trims,
         logicalBytes: device.logicalBytes,
         physicalBytes: device.physicalBytes,
+        ...compressionStats(device),
       },
     }
+  }
+
+  /** The block device's own statistics, with what only its mode has (the compressed device's cleaning, for one). */
+  deviceStats(): DeviceStats {
+    return this.state.device.stats()
   }
 
   /**
@@ -726,5 +797,16 @@ export class Engine {
     await this.state.device.close()
     // The store had not failed before close() (it would not have flushed): this close's flush failed, so say so.
     if (flushError !== undefined) throw this.state.failure ?? flushError
+  }
+}
+
+/** The compressed device's compression and cleaning figures, or what they are without compression. */
+function compressionStats(device: DeviceStats): { compressionRatio: number; liveBytes: number; cleaningBytesMoved: number; cleaningWriteAmplification: number } {
+  const compressed = device as Partial<CompressedDeviceStats>
+  return {
+    compressionRatio: compressed.compressionRatio ?? 1,
+    liveBytes: compressed.liveBytes ?? device.logicalBytes,
+    cleaningBytesMoved: compressed.cleaningBytesMoved ?? 0,
+    cleaningWriteAmplification: compressed.cleaningWriteAmplification ?? 1,
   }
 }

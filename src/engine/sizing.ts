@@ -28,6 +28,7 @@ export interface PlanInput {
   valueSize: number
 }
 
+/** What the sizing model answers: plan() and `cubby plan`. */
 export interface Plan {
   /** Buckets (4 KiB blocks) for `keys` keys. */
   buckets: number

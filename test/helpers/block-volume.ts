@@ -6,7 +6,8 @@
 import { execFileSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import { CubbyError, ErrorCode } from '../../src/errors'
-import type { Volume, VolumeRequest, VolumeStats } from '../../src/device/types'
+import { reportWhenSettled } from '../../src/device/report-each'
+import type { ReportEach, Volume, VolumeRequest, VolumeStats } from '../../src/device/types'
 
 export class BlockNodeVolume implements Volume {
   readonly kind = 'block' as const
@@ -34,6 +35,10 @@ export class BlockNodeVolume implements Volume {
       this.counters.reads++
       this.counters.bytesRead += length
     }
+  }
+
+  readEach(requests: readonly VolumeRequest[], onRequest: ReportEach): void {
+    reportWhenSettled(this.read(requests), requests.length, onRequest)
   }
 
   async write(requests: readonly VolumeRequest[]): Promise<void> {

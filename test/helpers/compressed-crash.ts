@@ -8,8 +8,10 @@ import {
   FaultyVolume,
   MemoryBacking,
   MemoryVolume,
+  reportWhenSettled,
   seededRandom,
   type PowerCutOptions,
+  type ReportEach,
   type Volume,
   type VolumeRequest,
   type VolumeStats,
@@ -91,6 +93,10 @@ export class TripVolume implements Volume {
     await this.enter('read', requests)
     return this.faulty.read(requests)
   }
+  readEach(requests: readonly VolumeRequest[], onRequest: ReportEach): void {
+    reportWhenSettled(this.read(requests), requests.length, onRequest)
+  }
+
   async write(requests: readonly VolumeRequest[]): Promise<void> {
     await this.enter('write', requests)
     return this.faulty.write(requests)

@@ -12,7 +12,7 @@
 //
 // Images share unchanged 64 KiB chunks (CowBacking), so a point costs what
 // the recovery that follows touches, not a copy of the store.
-import { MemoryBacking, MemoryVolume, type PendingWrite, type PowerCutOptions, resolvePowerCut, type Volume, type VolumeRequest, type VolumeStats } from '../../src/device'
+import { MemoryBacking, MemoryVolume, type PendingWrite, type PowerCutOptions, type ReportEach, resolvePowerCut, type Volume, type VolumeRequest, type VolumeStats } from '../../src/device'
 
 const CHUNK_BYTES = 64 * 1024
 
@@ -111,6 +111,10 @@ export class TracingVolume implements Volume {
 
   read(requests: readonly VolumeRequest[]): Promise<void> {
     return this.inner.read(requests)
+  }
+
+  readEach(requests: readonly VolumeRequest[], onRequest: ReportEach): void {
+    this.inner.readEach(requests, onRequest)
   }
 
   async write(requests: readonly VolumeRequest[]): Promise<void> {

@@ -33,7 +33,8 @@
 import assert from 'node:assert'
 import { randomBytes } from 'node:crypto'
 import { CubbyError, ErrorCode, closedError, corrupt, invalidArgument } from '../../errors'
-import { BLOCK_SIZE, type BlockDevice, type BlockRequest, type DeviceStats, type Volume, type VolumeRequest } from '../types'
+import { reportWhenSettled } from '../report-each'
+import { BLOCK_SIZE, type BlockDevice, type BlockRequest, type DeviceStats, type ReportEach, type Volume, type VolumeRequest } from '../types'
 import { checkBlockRange, checkBlockRequests } from '../validate'
 import { BlockMap, NOT_CACHED } from './block-map'
 import { Checkpointer } from './checkpoint'
@@ -69,6 +70,7 @@ import {
 } from './format'
 import { Health, LogWriter } from './log'
 import type { Mapper } from './mapper'
+import { ReadSpans } from './read-spans'
 import { recover, type Recovered } from './recovery'
 import { SegmentTable } from './segments'
 
@@ -161,6 +163,23 @@ interface ReadSlot {
   end: number
 }
 
+/** A readEach() batch: blocks not yet reported keep the device open. */
+interface EachRead {
+  requests: readonly BlockRequest[]
+  onBlock: ReportEach
+  unreported: number
+}
+
+/** One block of a readEach() batch being read: its record lands in span slot `span`, at [at, end) of its arena. */
+interface EachSlot {
+  index: number
+  entry: number
+  seed: number
+  span: number
+  at: number
+  end: number
+}
+
 export class CompressedBlockDevice implements BlockDevice, CleanerHost {
   readonly mode = 'lz4' as const
   readonly blockCount: number
@@ -182,6 +201,7 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
   private writerRecordBytes: number
   private background: Promise<void> | undefined
   private readonly readBuffers: Buffer[] = []
+  private readonly readSpans: ReadSpans
   private readBuffersMade = 0
   private readonly chunksReplayed: number
   private readonly counters = { reads: 0, writes: 0, bytesRead: 0, bytesWritten: 0, flushes: 0, trims: 0 }
@@ -201,6 +221,7 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
     this.chunksReplayed = recovered.chunksReplayed
     this.writerRecordBytes = recovered.writerRecordBytes
     this.dirtyLimit = Math.max(8, Math.floor(this.map.budgetPages / 8))
+    this.readSpans = new ReadSpans(volume)
     const epoch = randomBytes(6).readUIntLE(0, 6)
     this.log = new LogWriter(geometry, volume, this.segments, this.health, recovered.position, epoch, () => this.checkpointer.generation, options.writeBufferBytes, 3)
     this.checkpointer = new Checkpointer(
@@ -381,6 +402,129 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
     }
   }
 
+  readEach(requests: readonly BlockRequest[], onBlock: ReportEach): void {
+    try {
+      this.checkOpen()
+      checkBlockRequests(requests, this.blockCount)
+    } catch (error) {
+      reportWhenSettled(Promise.reject(error), requests.length, onBlock)
+      return
+    }
+    if (requests.length === 0) return
+    this.enter()
+    this.readEachAttempt({ requests, onBlock, unreported: requests.length }, undefined, 1)
+  }
+
+  /**
+   * Reads the blocks `indices` of a readEach batch (all when undefined), the
+   * `attempt`-th time: loads their map pages if needed, serves what needs no
+   * volume read, and sends the rest as one volume batch, each block decoded
+   * and reported as soon as its own read is done.
+   */
+  private readEachAttempt(batch: EachRead, indices: readonly number[] | undefined, attempt: number): void {
+    const { requests } = batch
+    const count = indices === undefined ? requests.length : indices.length
+    for (let position = 0; position < count; position++) {
+      if (!this.map.isCached(BlockMap.pageOf(requests[indices === undefined ? position : indices[position]!]!.lba))) {
+        const pinned: number[] = []
+        for (let each = 0; each < count; each++) pinned.push(BlockMap.pageOf(requests[indices === undefined ? each : indices[each]!]!.lba))
+        this.map.loadAndPin(pinned).then(
+          () => {
+            try {
+              this.placeEachReads(batch, indices, attempt)
+            } finally {
+              this.map.unpinAll(pinned)
+            }
+          },
+          (error: unknown) => {
+            for (let each = 0; each < count; each++) this.reportBlock(batch, indices === undefined ? each : indices[each]!, error as CubbyError)
+          },
+        )
+        return
+      }
+    }
+    this.placeEachReads(batch, indices, attempt)
+  }
+
+  /** The blocks' map pages are cached: zero and resident blocks are reported in a microtask, the rest read. */
+  private placeEachReads(batch: EachRead, indices: readonly number[] | undefined, attempt: number): void {
+    const { requests } = batch
+    const { geometry, map } = this
+    const count = indices === undefined ? requests.length : indices.length
+    const sector = this.volume.sectorSize
+    let ready: number[] | undefined
+    let slots: EachSlot[] | undefined
+    let volumeRequests: VolumeRequest[] | undefined
+    for (let position = 0; position < count; position++) {
+      const index = indices === undefined ? position : indices[position]!
+      const { lba, buffer, bufferOffset } = requests[index]!
+      const entry = map.lookup(lba)
+      assert(entry !== NOT_CACHED, 'the map page of a block being read is cached')
+      if (entry === 0) {
+        buffer.fill(0, bufferOffset, bufferOffset + BLOCK_SIZE)
+        ;(ready ??= []).push(index)
+        continue
+      }
+      const address = entryAddress(entry, geometry.granuleBytes)
+      const seed = this.segments.seeds[Math.floor(address / geometry.segmentBytes)]!
+      const resident = this.log.resident(address)
+      if (resident !== undefined) {
+        const problem = decodeRecord(resident.buffer, resident.at, resident.buffer.length, seed, lba, buffer, bufferOffset)
+        assert(problem === undefined, `block ${lba} in the write buffer does not decode: ${problem}`)
+        ;(ready ??= []).push(index)
+        continue
+      }
+      const start = spanStart(address, sector)
+      const length = spanEnd(address, entry, sector) - start
+      const span = this.readSpans.take()
+      const spanOffset = this.readSpans.offsetOf(span)
+      ;(volumeRequests ??= []).push({ offset: geometry.dataOffset + start, length, buffer: this.readSpans.bufferOf(span), bufferOffset: spanOffset })
+      ;(slots ??= []).push({ index, entry, seed, span, at: spanOffset + (address - start), end: spanOffset + length })
+    }
+    if (ready !== undefined) {
+      const served = ready
+      queueMicrotask(() => {
+        for (const index of served) this.reportBlock(batch, index, undefined)
+      })
+    }
+    if (volumeRequests !== undefined) {
+      const reading = slots!
+      this.volume.readEach(volumeRequests, (position, error) => this.finishEachRead(batch, reading[position]!, error, attempt))
+    }
+  }
+
+  /** One block's volume read is done: decode it and report it, or read it again if its record moved meanwhile. */
+  private finishEachRead(batch: EachRead, slot: EachSlot, error: CubbyError | undefined, attempt: number): void {
+    const { lba, buffer, bufferOffset } = batch.requests[slot.index]!
+    const source = this.readSpans.bufferOf(slot.span)
+    const problem = error === undefined ? decodeRecord(source, slot.at, slot.end, slot.seed, lba, buffer, bufferOffset) : undefined
+    this.readSpans.give(slot.span)
+    if (error !== undefined || problem === undefined) {
+      this.reportBlock(batch, slot.index, error)
+    } else if (attempt < READ_ATTEMPTS && this.map.lookup(lba) !== slot.entry) {
+      this.readEachAttempt(batch, [slot.index], attempt + 1)
+    } else {
+      this.reportBlock(batch, slot.index, this.recordCorrupt(lba, slot.entry, problem))
+    }
+  }
+
+  private reportBlock(batch: EachRead, index: number, error: CubbyError | undefined): void {
+    if (error === undefined) {
+      this.counters.reads++
+      this.counters.bytesRead += BLOCK_SIZE
+    }
+    batch.onBlock(index, error)
+    if (--batch.unreported === 0) this.leave()
+  }
+
+  private recordCorrupt(lba: number, entry: number, problem: string): CubbyError {
+    const address = entryAddress(entry, this.geometry.granuleBytes)
+    return corrupt(
+      `${this.volume.path}: block ${lba}: the record at data byte ${address} (volume byte ${this.geometry.dataOffset + address}, entry ${hex(entry)}) ${problem}`,
+      { path: this.volume.path },
+    )
+  }
+
   /**
    * Reads the blocks `indices` of `requests` (all when undefined) in one
    * volume batch; returns those whose record moved meanwhile, if any.
@@ -420,11 +564,8 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
           assert(problem === undefined, `block ${lba} in the write buffer does not decode: ${problem}`)
           continue
         }
-        const sector = this.volume.sectorSize
-        const firstUnit = Math.floor(address / SPAN_UNIT_BYTES) * SPAN_UNIT_BYTES
-        const start = Math.floor(firstUnit / sector) * sector
-        const stop = Math.ceil((firstUnit + entrySpan(entry) * SPAN_UNIT_BYTES) / sector) * sector
-        const length = stop - start
+        const start = spanStart(address, this.volume.sectorSize)
+        const length = spanEnd(address, entry, this.volume.sectorSize) - start
         if (current === undefined || used + length > current.length) {
           current = this.takeReadBuffer(length)
           taken.push(current)
@@ -448,11 +589,7 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
           ;(retry ??= []).push(slot.index)
           continue
         }
-        const address = entryAddress(slot.entry, geometry.granuleBytes)
-        throw corrupt(
-          `${this.volume.path}: block ${lba}: the record at data byte ${address} (volume byte ${geometry.dataOffset + address}, entry ${hex(slot.entry)}) ${problem}`,
-          { path: this.volume.path },
-        )
+        throw this.recordCorrupt(lba, slot.entry, problem)
       }
       return retry
     } finally {
@@ -719,6 +856,7 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
         segments.memoryBytes() +
         this.log.memoryBytes() +
         this.readBuffersMade * READ_BUFFER_BYTES +
+        this.readSpans.memoryBytes() +
         this.cleaner.memoryBytes() +
         this.checkpointer.memoryBytes(),
       liveBytes: segments.liveTotal,
@@ -812,6 +950,16 @@ function decodeRecord(source: Buffer, at: number, end: number, seed: number, lba
     return undefined
   }
   return 'is not a block record'
+}
+
+/** First byte (a data-area address, sector-aligned) of the range that holds the record at `address`. */
+function spanStart(address: number, sector: number): number {
+  return Math.floor((Math.floor(address / SPAN_UNIT_BYTES) * SPAN_UNIT_BYTES) / sector) * sector
+}
+
+/** End of that range: the sector after the last 512-byte unit of the record's span. */
+function spanEnd(address: number, entry: number, sector: number): number {
+  return Math.ceil((Math.floor(address / SPAN_UNIT_BYTES) * SPAN_UNIT_BYTES + entrySpan(entry) * SPAN_UNIT_BYTES) / sector) * sector
 }
 
 function resolveOptions(options: CompressedDeviceOptions): Required<CompressedDeviceOptions> {

@@ -91,7 +91,7 @@ export const MAX_BLOCK_COUNT = 0xffff_ffff
 /** Segment sizes accepted at create. */
 export const SEGMENT_MIN_BYTES = 64 * 1024
 export const SEGMENT_MAX_BYTES = 64 * 1024 * 1024
-/** The largest data area format version 1 can address. */
+/** The largest data area this format can address (2^28 granules of at most 256 bytes: 64 GiB). */
 export const MAX_DATA_BYTES = 2 ** ADDRESS_BITS * GRANULE_MAX_BYTES
 /** The most a record can occupy: header plus a block stored as is. */
 export const RECORD_MAX_BYTES = RECORD_HEADER_BYTES + BLOCK_SIZE
