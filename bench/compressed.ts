@@ -215,6 +215,20 @@ async function overwrite(): Promise<void> {
       `${mib(stats.volume.bytesWritten - before.volume.bytesWritten)} = ${((stats.volume.bytesWritten - before.volume.bytesWritten) / writer).toFixed(2)}x the records written; ` +
       `${stats.checkpoints} checkpoints, padding ${mib(stats.paddingBytes)}`,
   )
+  // Then the writes stop: idle cleaning (after 250 ms without a write) takes use down toward live.
+  const quietStarted = Date.now()
+  while (Date.now() - quietStarted < 120_000) {
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    if (Date.now() - quietStarted > 1000 && !device.cleaner.idleCleaning && !device.cleaner.idleWanted()) break
+  }
+  const quiet = device.stats()
+  const idleMoved = quiet.cleaningBytesMoved - stats.cleaningBytesMoved
+  console.log(
+    `overwrite, then idle: after ${((Date.now() - quietStarted) / 1000).toFixed(0)} s without writes (${device.cleaner.idleRounds} idle rounds, ` +
+      `${device.cleaner.idleSegmentsCleaned} segments emptied, ${mib(idleMoved)} moved), physical in use ${mib(quiet.physicalBytes)} ` +
+      `(image allocated ${mib(quiet.volumeAllocatedBytes)}) = ${(quiet.physicalBytes / quiet.liveBytes).toFixed(3)}x live; ` +
+      `cleaning write amplification with the idle copies ${((writer + cleaner + idleMoved) / writer).toFixed(2)}`,
+  )
   await device.close()
   removeImage(name)
 }

@@ -19,7 +19,11 @@ import { randomBytes } from 'node:crypto'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
+import { openDevice, openFileVolume, probeVolume, CompressedBlockDevice } from '../src/device'
+import { spaceBreakdown, type SpaceBreakdown } from '../src/device/compressed/space'
+import { bucketCount, decodeSuperblock, type Superblock } from '../src/engine/superblock'
 
 interface Sample {
   keys: number
@@ -32,6 +36,11 @@ interface Sample {
   rssBytes: number
   storeMemoryBytes: number
   loadSeconds: number
+  /** Serving phase: how long the GETs took, and the longest the event loop was held (idle cleaning runs then). */
+  serveSeconds: number
+  maxEventLoopDelayMs: number
+  maxBusyGapMs: number
+  breakdown?: SpaceBreakdown
 }
 
 const KEY_BYTES = 24
@@ -61,6 +70,25 @@ async function child(file: string, keys: number, valueSize: number, compression:
   await Promise.all(inFlight)
   await db.flush()
   const loadSeconds = (performance.now() - started) / 1000
+  const serveStarted = performance.now()
+  const delay = monitorEventLoopDelay({ resolution: 1 })
+  delay.enable()
+  // The longest gap between event-loop turns during which this process was on the CPU (a shared, noisy machine
+  // also stalls the loop by not running it at all; that shows in the plain delay).
+  let last = performance.now()
+  let lastCpu = process.cpuUsage()
+  let busyGapMs = 0
+  let serving = true
+  const tick = () => {
+    const now = performance.now()
+    const cpu = process.cpuUsage()
+    const cpuMs = (cpu.user - lastCpu.user + cpu.system - lastCpu.system) / 1000
+    busyGapMs = Math.max(busyGapMs, Math.min(now - last, cpuMs))
+    last = now
+    lastCpu = cpu
+    if (serving) setImmediate(tick)
+  }
+  setImmediate(tick)
   let state = 0x9e3779b9
   for (let done = 0; done < GETS; done += 32) {
     const batch: Array<Promise<Buffer | undefined>> = []
@@ -70,6 +98,9 @@ async function child(file: string, keys: number, valueSize: number, compression:
     }
     for (const value of await Promise.all(batch)) if (value?.length !== valueSize) throw new Error('a loaded key read back wrong')
   }
+  delay.disable()
+  serving = false
+  const serveSeconds = (performance.now() - serveStarted) / 1000
   // Serving memory: the store open, its caches warm, garbage collected.
   ;(globalThis as { gc?: () => void }).gc?.()
   const servingRss = rssBytes()
@@ -86,7 +117,66 @@ async function child(file: string, keys: number, valueSize: number, compression:
     rssBytes: servingRss,
     storeMemoryBytes: stats.memory.total,
     loadSeconds,
+    serveSeconds,
+    maxEventLoopDelayMs: delay.max / 1e6,
+    maxBusyGapMs: busyGapMs,
+    breakdown: compression === 'lz4' ? await breakdownOf(file) : undefined,
   }
+}
+
+/** Reopens the closed store read-only and sorts its physical bytes (src/device/compressed/space.ts) by the engine's regions. */
+async function breakdownOf(file: string): Promise<SpaceBreakdown | undefined> {
+  const volume = await openFileVolume(file, { readOnly: true })
+  const content = await probeVolume(volume)
+  if (content !== 'lz4') {
+    await volume.close()
+    return undefined
+  }
+  const device = (await openDevice(volume, content)) as CompressedBlockDevice
+  try {
+    const blocks = device.allocate(2)
+    await device.read([0, 1].map((lba) => ({ lba, buffer: blocks, bufferOffset: lba * 4096 })))
+    let superblock: Superblock | undefined
+    for (const at of [0, 4096]) {
+      const read = decodeSuperblock(blocks, at)
+      if (read.kind === 'valid' && (superblock === undefined || read.superblock.generation > superblock.generation)) superblock = read.superblock
+    }
+    if (superblock === undefined) return undefined
+    const regionEnd = superblock.regionStart + superblock.regionBlocks
+    return await spaceBreakdown(device, [
+      { name: 'superblock', start: 0, end: superblock.journalStart },
+      { name: 'journal', start: superblock.journalStart, end: superblock.journalStart + 2 * superblock.journalSlotBlocks },
+      { name: 'wal', start: superblock.walStart, end: superblock.walStart + superblock.walBlocks },
+      { name: 'bitmap', start: superblock.bitmapStart, end: superblock.bitmapStart + superblock.bitmapBlocks },
+      { name: 'buckets', start: superblock.regionStart, end: superblock.regionStart + bucketCount(superblock) },
+      { name: 'heap', start: regionEnd - superblock.heapSpan, end: regionEnd },
+    ])
+  } finally {
+    await device.close()
+  }
+}
+
+function printBreakdown(sample: Sample): void {
+  const b = sample.breakdown
+  if (b === undefined) return
+  const raw = sample.rawBytes
+  const line = (label: string, bytes: number, note = '') =>
+    console.log(`    ${label.padEnd(34)} ${mib(bytes).padStart(8)} MiB  ${(bytes / raw).toFixed(3)}× raw${note}`)
+  console.log(
+    `  where the ${mib(sample.fileAllocatedBytes)} MiB go (granule ${b.granuleBytes} B, ${b.segmentsInUse} of ${b.segmentCount} segments of ${b.segmentBytes / 1024} KiB in use):`,
+  )
+  line('metadata (header, checkpoints, map)', b.metadataBytes)
+  line('live records', b.live.recordBytes, ` (${b.live.blocks.toLocaleString()} blocks; estimate ${mib(b.liveEstimateBytes)} MiB)`)
+  line('  of which LZ4 payload', b.live.payloadBytes)
+  line('  of which record headers', b.live.headerBytes)
+  line('  of which granule padding', b.live.granulePaddingBytes)
+  for (const [name, region] of Object.entries(b.regions)) {
+    line(`  live in ${name}`, region.recordBytes, ` (${region.blocks.toLocaleString()} blocks, ${region.blocks === 0 ? 0 : Math.round(region.payloadBytes / region.blocks)} B payload each)`)
+  }
+  line('dead records', b.deadRecordBytes)
+  line('trim records', b.trimRecordBytes)
+  line('chunk headers + padding', b.chunkHeaderBytes + b.chunkPaddingBytes)
+  line('unwritten segment tails (holes)', b.unwrittenTailBytes)
 }
 
 function runChild(file: string, keys: number, valueSize: number, compression: string): Promise<Sample> {
@@ -129,8 +219,11 @@ async function main(): Promise<void> {
         `${keys.toLocaleString()} keys (${values.compression}, ${valueSize} B values): ` +
           `file ${mib(sample.fileAllocatedBytes)} MiB allocated for ${mib(sample.rawBytes)} MiB of keys + values = ` +
           `${(sample.fileAllocatedBytes / sample.rawBytes).toFixed(3)}×; device physical ${mib(sample.physicalBytes)} MiB; ` +
-          `serving RSS ${mib(sample.rssBytes)} MiB (store accounts ${mib(sample.storeMemoryBytes)} MiB); load ${sample.loadSeconds.toFixed(0)} s`,
+          `serving RSS ${mib(sample.rssBytes)} MiB (store accounts ${mib(sample.storeMemoryBytes)} MiB); load ${sample.loadSeconds.toFixed(0)} s; ` +
+          `${GETS.toLocaleString()} GETs in ${sample.serveSeconds.toFixed(1)} s, longest event-loop delay ${sample.maxEventLoopDelayMs.toFixed(1)} ms ` +
+          `(${sample.maxBusyGapMs.toFixed(1)} ms of it on the CPU)`,
       )
+      printBreakdown(sample)
     }
   } finally {
     fs.rmSync(directory, { recursive: true, force: true })

@@ -20,11 +20,23 @@
  * map moves, and retry if a location is reused under them).
  *
  * When it runs: the device kicks it after writes; it then runs rounds back
- * to back while data-area use exceeds 1.2x live bytes + reserve (or free
- * segments are down to the reserve), and stops at the first round that frees
- * nothing. Writers wait for it (`makeProgress()`) when use passes the hard
- * bound or free segments run out. A victim with an unreadable chunk is
- * skipped and remembered, never dropped: its blocks stay where they are.
+ * to back while data-area use exceeds the start ratio times live bytes +
+ * reserve (or free segments are down to the reserve), and stops at the
+ * first round that frees nothing. Writers wait for it (`makeProgress()`)
+ * when use passes the hard bound or free segments run out. A victim with an
+ * unreadable chunk is skipped and remembered, never dropped: its blocks stay
+ * where they are.
+ *
+ * Idle cleaning: once no write has come for `idleDelayMs`, it runs small
+ * rounds (at most `idleVictims` segments each, least utilized first, only
+ * those under `idleMaxUtilization`) while use exceeds `idleRatio` times
+ * live bytes, so dead records of a finished load or burst do not linger
+ * until the next burst pushes use past the start ratio. The first write
+ * seen stops it after the victim in hand (that round still commits); the
+ * ordinary policy takes over. Rounds are the same as the busy ones, so the
+ * same crash rules hold: a freed segment is reused only after the second
+ * checkpoint past the copies. Each step of a round (one chunk's records
+ * under the append lock) is short, so it never holds the event loop long.
  *
  * Who calls this: CompressedBlockDevice only.
  */
@@ -79,6 +91,14 @@ export interface CleanerPolicy {
   boundRatio: number
   /** Victims fuller than this are not worth copying. */
   maxVictimUtilization: number
+  /** Quiet time (no writes) after which idle cleaning starts; 0 turns idle cleaning off. */
+  idleDelayMs: number
+  /** Idle cleaning runs while data-area use exceeds liveBytes * idleRatio + head and successor... */
+  idleRatio: number
+  /** ... on segments less utilized than this ... */
+  idleMaxUtilization: number
+  /** ... at most this many per round (two checkpoints each). */
+  idleVictims: number
 }
 
 export class Cleaner {
@@ -92,6 +112,15 @@ export class Cleaner {
   private buffer: Buffer | undefined
   /** SegmentTable.removedTotal when a run last freed nothing: no new garbage since means no use kicking again. */
   private futileAt = -1
+  /** Idle cleaning: rounds run, segments emptied, and whether a run is under way. */
+  idleRounds = 0
+  idleSegmentsCleaned = 0
+  private idleRunning = false
+  /** performance.now() of the last write the device reported (kick). */
+  private lastActivity = 0
+  private idleTimer: ReturnType<typeof setTimeout> | undefined
+  /** SegmentTable.removedTotal when an idle run last stopped for lack of progress. */
+  private idleFutileAt = -1
 
   constructor(
     private readonly host: CleanerHost,
@@ -124,6 +153,7 @@ export class Cleaner {
 
   /** Starts background rounds if they are wanted, none runs, and there is new garbage since the last futile run. */
   kick(): void {
+    this.noteActivity()
     if (this.running !== undefined || this.host.closing || this.host.health.failure !== undefined) return
     if (this.host.segments.removedTotal === this.futileAt || !this.wanted()) return
     this.run().catch(() => undefined)
@@ -131,11 +161,95 @@ export class Cleaner {
 
   /** Runs rounds now (or joins the running ones) until cleaning is no longer wanted or stops helping. */
   async makeProgress(): Promise<void> {
+    // A writer is waiting: an idle run under way yields to busy rounds after its victim in hand.
+    this.noteActivity()
     await this.run(true)
   }
 
   async idle(): Promise<void> {
     while (this.running !== undefined) await this.running.catch(() => undefined)
+  }
+
+  // ------------------------------------------------------------ idle cleaning
+
+  /** A write happened: idle cleaning stops, and starts again `idleDelayMs` after the last one. */
+  noteActivity(): void {
+    this.lastActivity = performance.now()
+    this.armIdle(this.policy.idleDelayMs)
+  }
+
+  /** Stops the idle timer (at close); a run under way stops at its next check of `closing`. */
+  stopIdle(): void {
+    if (this.idleTimer !== undefined) clearTimeout(this.idleTimer)
+    this.idleTimer = undefined
+  }
+
+  private armIdle(delay: number): void {
+    if (this.policy.idleDelayMs <= 0 || this.idleTimer !== undefined || this.host.closing) return
+    this.idleTimer = setTimeout(() => this.onIdleTimer(), Math.max(1, delay))
+    this.idleTimer.unref()
+  }
+
+  private onIdleTimer(): void {
+    this.idleTimer = undefined
+    if (this.host.closing || this.host.health.failure !== undefined) return
+    const quiet = performance.now() - this.lastActivity
+    if (quiet < this.policy.idleDelayMs) return this.armIdle(this.policy.idleDelayMs - quiet)
+    // Busy cleaning still running: look again later.
+    if (this.running !== undefined) return this.armIdle(this.policy.idleDelayMs)
+    if (!this.idleWanted()) return
+    this.runIdle().catch(() => undefined)
+  }
+
+  /** Victims an idle round would take now. */
+  private idleVictims(): number[] {
+    return this.host.segments.leastUtilized(this.policy.idleVictims, this.policy.idleMaxUtilization, this.unreadable)
+  }
+
+  /** Whether idle cleaning has work: emptied segments to free, or use above the idle ratio with a victim worth copying. */
+  idleWanted(): boolean {
+    const { segments, geometry } = this.host
+    if (segments.emptySegments().length > 0 || this.host.waitingSegments() > 0) return true
+    if (segments.removedTotal === this.idleFutileAt) return false
+    if (this.usedBytes() <= segments.liveTotal * this.policy.idleRatio + 2 * geometry.segmentBytes) return false
+    return this.idleVictims().length > 0
+  }
+
+  /** Whether a write came since `since` (performance.now()). */
+  private activeSince(since: number): boolean {
+    return this.lastActivity >= since
+  }
+
+  private runIdle(): Promise<void> {
+    const started = performance.now()
+    const rounds = (async () => {
+      this.idleRunning = true
+      while (this.idleWanted() && !this.activeSince(started) && !this.host.closing && this.host.health.failure === undefined) {
+        const usedBefore = this.usedBytes()
+        const freeBefore = this.host.segments.freeCount
+        const cleanedBefore = this.segmentsCleaned
+        this.idleRounds++
+        await this.round(this.idleVictims(), () => this.activeSince(started))
+        this.idleSegmentsCleaned += this.segmentsCleaned - cleanedBefore
+        if (this.usedBytes() >= usedBefore && this.host.segments.freeCount <= freeBefore) {
+          this.idleFutileAt = this.host.segments.removedTotal
+          break
+        }
+      }
+    })().finally(() => {
+      this.idleRunning = false
+      this.running = undefined
+      this.buffer = undefined
+      // Writes came while it ran: their own quiet period decides when to go on.
+      if (this.activeSince(started)) this.armIdle(this.policy.idleDelayMs)
+    })
+    this.running = rounds
+    return rounds
+  }
+
+  /** True while an idle run is under way (for tests and statistics). */
+  get idleCleaning(): boolean {
+    return this.idleRunning
   }
 
   private run(atLeastOnce = false): Promise<void> {
@@ -146,7 +260,7 @@ export class Cleaner {
         first = false
         const usedBefore = this.usedBytes()
         const freeBefore = this.host.segments.freeCount
-        await this.round()
+        await this.round(this.busyVictims())
         // Stop when a round gained nothing: copying would only churn.
         if (this.usedBytes() >= usedBefore && this.host.segments.freeCount <= freeBefore) {
           this.futileAt = this.host.segments.removedTotal
@@ -169,19 +283,26 @@ export class Cleaner {
     return Math.max(this.policy.minimumVictims, Math.min(this.policy.maximumVictims, fitting))
   }
 
-  /** One round: clean a batch of victims, then checkpoint twice so they are free. */
-  private async round(): Promise<void> {
-    const { segments, geometry } = this.host
-    this.rounds++
-    const emptyBefore = segments.emptySegments().length + this.host.waitingSegments()
+  /** Victims of a busy round, best first by cost-benefit. */
+  private busyVictims(): number[] {
     const budget = this.victimBudget()
-    const victims = segments
+    return this.host.segments
       .chooseVictims(budget + this.unreadable.size, this.policy.maxVictimUtilization)
       .filter((segment) => !this.unreadable.has(segment))
       .slice(0, budget)
+  }
+
+  /**
+   * One round: clean `victims` (until `interrupted` says stop), then
+   * checkpoint twice so they are free.
+   */
+  private async round(victims: readonly number[], interrupted: () => boolean = () => false): Promise<void> {
+    const { segments, geometry } = this.host
+    this.rounds++
+    const emptyBefore = segments.emptySegments().length + this.host.waitingSegments()
     let moved = false
     for (const victim of victims) {
-      if (this.host.closing || this.host.health.failure !== undefined) break
+      if (this.host.closing || this.host.health.failure !== undefined || interrupted()) break
       // Copying needs room: never start a victim whose live bytes the free segments cannot take.
       const room = (segments.freeCount - 1) * geometry.segmentBytes + (geometry.segmentBytes - this.host.log.headFill)
       if (room < (segments.liveBytes[victim]! * 5) / 4 + 2 * CHUNK_ALIGNMENT_BYTES) break

@@ -86,6 +86,8 @@ export interface CompressedDeviceOptions {
   cleaning?: boolean
   /** Segments kept free for the cleaner (default 8). */
   reserveSegments?: number
+  /** Clean while idle, this long after the last write (default 250 ms; 0: never, cleaning only under the busy thresholds). */
+  idleCleaningMs?: number
 }
 
 /** Options of a new store; those below `blocks` are recorded in it. */
@@ -128,6 +130,7 @@ const DEFAULTS = {
   checkpointLogBytes: 64 * 1024 * 1024,
   reserveSegments: 8,
   segmentBytes: 1024 * 1024,
+  idleCleaningMs: 250,
 } as const
 
 /** Blocks per write step: compressed together, then placed under one hold of the append lock. */
@@ -141,6 +144,13 @@ const READ_BUFFERS_KEPT = 4
 const CLEAN_START_RATIO = 1.2
 const CLEAN_HARD_RATIO = 1.28
 const CLEAN_BOUND_RATIO = 1.3
+/**
+ * Idle cleaning (cleaner.ts): once writes stop, clean down to about live bytes (the estimate runs a few
+ * percent above the records' real size), copying only segments under 90% live, 16 at a time.
+ */
+const IDLE_RATIO = 1.0
+const IDLE_MAX_UTILIZATION = 0.9
+const IDLE_VICTIMS = 16
 /** Cleaning rounds one write step waits for at most before it goes on (or fails with CUBBY_FULL). */
 const ADMIT_CLEANING_ROUNDS = 4
 
@@ -231,8 +241,14 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
       maximumVictims: 32,
       boundRatio: CLEAN_BOUND_RATIO,
       maxVictimUtilization: 0.9,
+      idleDelayMs: options.cleaning && !volume.readOnly ? options.idleCleaningMs : 0,
+      idleRatio: IDLE_RATIO,
+      idleMaxUtilization: IDLE_MAX_UTILIZATION,
+      idleVictims: IDLE_VICTIMS,
     })
     this.cleaner.bytesMoved = recovered.cleanerRecordBytes
+    // Garbage left by an earlier session is cleaned in the first quiet period too.
+    this.cleaner.noteActivity()
   }
 
   /**
@@ -874,6 +890,7 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
 
   private async shutDown(): Promise<void> {
     this.closingFlag = true
+    this.cleaner.stopIdle()
     if (this.operations > 0) await new Promise<void>((resolve) => (this.operationsDrained = resolve))
     await this.cleaner.idle()
     while (this.background !== undefined) await this.background
@@ -952,6 +969,7 @@ function resolveOptions(options: CompressedDeviceOptions): Required<CompressedDe
     checkpointLogBytes: options.checkpointLogBytes ?? DEFAULTS.checkpointLogBytes,
     cleaning: options.cleaning ?? true,
     reserveSegments: options.reserveSegments ?? DEFAULTS.reserveSegments,
+    idleCleaningMs: options.idleCleaningMs ?? DEFAULTS.idleCleaningMs,
   }
   const positive = (name: string, value: number, minimum: number) => {
     if (!Number.isSafeInteger(value) || value < minimum) throw invalidArgument(`${name} must be an integer of at least ${minimum}, not ${value}`)
@@ -960,6 +978,7 @@ function resolveOptions(options: CompressedDeviceOptions): Required<CompressedDe
   positive('writeBufferBytes', settings.writeBufferBytes, CHUNK_ALIGNMENT_BYTES)
   positive('checkpointLogBytes', settings.checkpointLogBytes, 1024 * 1024)
   positive('reserveSegments', settings.reserveSegments, 2)
+  positive('idleCleaningMs', settings.idleCleaningMs, 0)
   if (settings.writeBufferBytes % CHUNK_ALIGNMENT_BYTES !== 0) throw invalidArgument(`writeBufferBytes must be a multiple of ${CHUNK_ALIGNMENT_BYTES}`)
   if (typeof settings.cleaning !== 'boolean') throw invalidArgument('cleaning must be a boolean')
   return settings

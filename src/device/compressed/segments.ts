@@ -172,6 +172,23 @@ export class SegmentTable {
   }
 
   /**
+   * Up to `count` victims for idle cleaning: the least utilized first
+   * (greedy: the most space back per byte copied, age no longer matters
+   * once writes have stopped). Only segments below `maxUtilization`, and
+   * none in `excluded`.
+   */
+  leastUtilized(count: number, maxUtilization: number, excluded: ReadonlySet<number>): number[] {
+    const scored: Array<{ segment: number; utilization: number }> = []
+    for (let segment = 0; segment < this.segmentCount; segment++) {
+      if (this.states[segment] !== SegmentState.USED || this.liveBytes[segment] === 0 || excluded.has(segment)) continue
+      const utilization = this.liveBytes[segment]! / this.segmentBytes
+      if (utilization < maxUtilization) scored.push({ segment, utilization })
+    }
+    scored.sort((left, right) => left.utilization - right.utilization)
+    return scored.slice(0, count).map((entry) => entry.segment)
+  }
+
+  /**
    * Up to `count` victims for cleaning, best first by Rosenblum and
    * Ousterhout's cost-benefit ratio (1 - u) * age / (1 + u), where u is the
    * live fraction. Segments with u >= `maxUtilization` are not worth moving.
