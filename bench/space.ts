@@ -233,6 +233,9 @@ async function main(): Promise<void> {
     const high = samples[index]!
     const perKey = (high.rssBytes - low.rssBytes) / (high.keys - low.keys)
     console.log(`memory per key from ${low.keys.toLocaleString()} to ${high.keys.toLocaleString()} keys: ${perKey.toFixed(3)} bytes (serving RSS difference / key difference)`)
+    // RSS moves by megabytes with the heap and the allocator; the store's own accounting resolves what the store holds.
+    const accounted = (high.storeMemoryBytes - low.storeMemoryBytes) / (high.keys - low.keys)
+    console.log(`store-accounted memory per key over the same range: ${accounted.toFixed(3)} bytes (stats().memory.total difference / key difference)`)
   }
 }
 
