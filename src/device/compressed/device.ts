@@ -460,20 +460,12 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
       const { lba, buffer, bufferOffset } = requests[index]!
       const entry = map.lookup(lba)
       assert(entry !== NOT_CACHED, 'the map page of a block being read is cached')
-      if (entry === 0) {
-        buffer.fill(0, bufferOffset, bufferOffset + BLOCK_SIZE)
+      if (this.servedWithoutRead(lba, entry, buffer, bufferOffset)) {
         ;(ready ??= []).push(index)
         continue
       }
       const address = entryAddress(entry, geometry.granuleBytes)
       const seed = this.segments.seeds[Math.floor(address / geometry.segmentBytes)]!
-      const resident = this.log.resident(address)
-      if (resident !== undefined) {
-        const problem = decodeRecord(resident.buffer, resident.at, resident.buffer.length, seed, lba, buffer, bufferOffset)
-        assert(problem === undefined, `block ${lba} in the write buffer does not decode: ${problem}`)
-        ;(ready ??= []).push(index)
-        continue
-      }
       const start = spanStart(address, sector)
       const length = spanEnd(address, entry, sector) - start
       const span = this.readSpans.take()
@@ -491,6 +483,25 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
       const reading = slots!
       this.volume.readEach(volumeRequests, (position, error) => this.finishEachRead(batch, reading[position]!, error, attempt))
     }
+  }
+
+  /**
+   * Serves block `lba` (map entry `entry`) without a volume read when it can:
+   * a never-written or trimmed block is zeros, and a record still in the
+   * write buffer decodes from memory. False when the record must be read.
+   */
+  private servedWithoutRead(lba: number, entry: number, buffer: Buffer, bufferOffset: number): boolean {
+    if (entry === 0) {
+      buffer.fill(0, bufferOffset, bufferOffset + BLOCK_SIZE)
+      return true
+    }
+    const address = entryAddress(entry, this.geometry.granuleBytes)
+    const resident = this.log.resident(address)
+    if (resident === undefined) return false
+    const seed = this.segments.seeds[Math.floor(address / this.geometry.segmentBytes)]!
+    const problem = decodeRecord(resident.buffer, resident.at, resident.buffer.length, seed, lba, buffer, bufferOffset)
+    assert(problem === undefined, `block ${lba} in the write buffer does not decode: ${problem}`)
+    return true
   }
 
   /** One block's volume read is done: decode it and report it, or read it again if its record moved meanwhile. */
@@ -552,18 +563,9 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
         const { lba, buffer, bufferOffset } = requests[index]!
         const entry = map.lookup(lba)
         assert(entry !== NOT_CACHED, 'the map page of a block being read is pinned')
-        if (entry === 0) {
-          buffer.fill(0, bufferOffset, bufferOffset + BLOCK_SIZE)
-          continue
-        }
+        if (this.servedWithoutRead(lba, entry, buffer, bufferOffset)) continue
         const address = entryAddress(entry, geometry.granuleBytes)
         const seed = this.segments.seeds[Math.floor(address / geometry.segmentBytes)]!
-        const resident = this.log.resident(address)
-        if (resident !== undefined) {
-          const problem = decodeRecord(resident.buffer, resident.at, resident.buffer.length, seed, lba, buffer, bufferOffset)
-          assert(problem === undefined, `block ${lba} in the write buffer does not decode: ${problem}`)
-          continue
-        }
         const start = spanStart(address, this.volume.sectorSize)
         const length = spanEnd(address, entry, this.volume.sectorSize) - start
         if (current === undefined || used + length > current.length) {
