@@ -3,9 +3,7 @@
 // For each key count (default 1M and 3M) a fresh child process loads that
 // many YCSB-style keys (24 bytes) with random values (default 100 bytes)
 // into a new image file with the default options, flushes, then serves
-// 100,000 uniform GETs, then stays at rest (no operations) until physical
-// use has held still for 5 s (idle cleaning waits for reads to stop as well
-// as writes, and runs only bounded rounds while they come), and reports:
+// 100,000 uniform GETs and reports:
 //  - physical space: allocated blocks of the image file (st_blocks × 512)
 //    against the raw key + value bytes;
 //  - serving RSS after the GETs, and the store's own memory accounting;
@@ -38,11 +36,8 @@ interface Sample {
   rssBytes: number
   storeMemoryBytes: number
   loadSeconds: number
-  /** Serving phase: how long the GETs took, and the longest the event loop was held (idle cleaning runs then at its bounded pace). */
+  /** Serving phase: how long the GETs took, and the longest the event loop was held (idle cleaning runs then). */
   serveSeconds: number
-  /** Physical bytes right after the GETs, and how long the store then stayed at rest for idle cleaning to finish. */
-  physicalAfterGetsBytes: number
-  restSeconds: number
   maxEventLoopDelayMs: number
   maxBusyGapMs: number
   breakdown?: SpaceBreakdown
@@ -109,22 +104,6 @@ async function child(file: string, keys: number, valueSize: number, compression:
   // Serving memory: the store open, its caches warm, garbage collected.
   ;(globalThis as { gc?: () => void }).gc?.()
   const servingRss = rssBytes()
-  const storeMemoryBytes = db.stats().memory.total
-  // At rest: no operations, so idle cleaning (which waits for reads to stop too) gets its chance; done when
-  // physical use has held still for 5 s, at most 10 minutes.
-  const physicalAfterGetsBytes = db.stats().device.physicalBytes
-  const restStarted = performance.now()
-  let physical = physicalAfterGetsBytes
-  let stillSince = restStarted
-  while (performance.now() - restStarted < 600_000 && performance.now() - stillSince < 5000) {
-    await new Promise((resolve) => setTimeout(resolve, 250))
-    const now = db.stats().device.physicalBytes
-    if (now !== physical) {
-      physical = now
-      stillSince = performance.now()
-    }
-  }
-  const restSeconds = (performance.now() - restStarted) / 1000
   const stats = db.stats()
   await db.close()
   return {
@@ -136,11 +115,9 @@ async function child(file: string, keys: number, valueSize: number, compression:
     logicalBytes: stats.device.logicalBytes,
     physicalBytes: stats.device.physicalBytes,
     rssBytes: servingRss,
-    storeMemoryBytes,
+    storeMemoryBytes: stats.memory.total,
     loadSeconds,
     serveSeconds,
-    physicalAfterGetsBytes,
-    restSeconds,
     maxEventLoopDelayMs: delay.max / 1e6,
     maxBusyGapMs: busyGapMs,
     breakdown: compression === 'lz4' ? await breakdownOf(file) : undefined,
@@ -244,8 +221,7 @@ async function main(): Promise<void> {
           `${(sample.fileAllocatedBytes / sample.rawBytes).toFixed(3)}×; device physical ${mib(sample.physicalBytes)} MiB; ` +
           `serving RSS ${mib(sample.rssBytes)} MiB (store accounts ${mib(sample.storeMemoryBytes)} MiB); load ${sample.loadSeconds.toFixed(0)} s; ` +
           `${GETS.toLocaleString()} GETs in ${sample.serveSeconds.toFixed(1)} s, longest event-loop delay ${sample.maxEventLoopDelayMs.toFixed(1)} ms ` +
-          `(${sample.maxBusyGapMs.toFixed(1)} ms of it on the CPU); device physical ${mib(sample.physicalAfterGetsBytes)} MiB right after the GETs, ` +
-          `then ${sample.restSeconds.toFixed(1)} s at rest (no operations, until physical use held still for 5 s: idle cleaning waits for reads to stop) before the space was measured`,
+          `(${sample.maxBusyGapMs.toFixed(1)} ms of it on the CPU)`,
       )
       printBreakdown(sample)
     }

@@ -27,21 +27,13 @@
  * unreadable chunk is skipped and remembered, never dropped: its blocks stay
  * where they are.
  *
- * Idle cleaning: once no write and no read has come for `idleDelayMs`, it
- * runs small rounds (at most `idleVictims` segments each, least utilized
- * first, only those under `idleMaxUtilization`) while use exceeds
- * `idleRatio` times live bytes, so dead records of a finished load or
- * burst do not linger until the next burst pushes use past the start
- * ratio. The first write seen stops it after the victim in hand (that
- * round still commits); the ordinary policy takes over. The first read
- * seen stops it the same way, and while reads keep coming (writes still
- * quiet) it goes on at a bounded duty cycle instead: one round of at most
- * `idleReadVictims` segments, then a pause of at least `idleReadIntervalMs`
- * and at least the round's own time × (1 / `idleReadDuty` − 1), so a
- * read-only load right after a bulk load (GETs compete with the cleaner
- * for the device and the CPU) barely notices it, and dead space is still
- * not kept forever. The device tells it about reads with one timestamp
- * store per read batch (`noteRead`), no timer. Rounds are the same as the busy ones, so the
+ * Idle cleaning: once no write has come for `idleDelayMs`, it runs small
+ * rounds (at most `idleVictims` segments each, least utilized first, only
+ * those under `idleMaxUtilization`) while use exceeds `idleRatio` times
+ * live bytes, so dead records of a finished load or burst do not linger
+ * until the next burst pushes use past the start ratio. The first write
+ * seen stops it after the victim in hand (that round still commits); the
+ * ordinary policy takes over. Rounds are the same as the busy ones, so the
  * same crash rules hold: a freed segment is reused only after the second
  * checkpoint past the copies. Each step of a round (one chunk's records
  * under the append lock) is short, so it never holds the event loop long.
@@ -107,12 +99,6 @@ export interface CleanerPolicy {
   idleMaxUtilization: number
   /** ... at most this many per round (two checkpoints each). */
   idleVictims: number
-  /** While reads keep coming: victims of one round ... */
-  idleReadVictims: number
-  /** ... and at least this long from one such round to the next ... */
-  idleReadIntervalMs: number
-  /** ... and at most this fraction of the time spent in them. */
-  idleReadDuty: number
 }
 
 export class Cleaner {
@@ -130,14 +116,8 @@ export class Cleaner {
   idleRounds = 0
   idleSegmentsCleaned = 0
   private idleRunning = false
-  /** Rounds run while reads kept coming (bounded duty cycle). */
-  idleReadRounds = 0
   /** performance.now() of the last write the device reported (kick). */
   private lastActivity = 0
-  /** performance.now() of the last read batch the device reported (noteRead). */
-  private lastRead = -Infinity
-  /** performance.now() before which no round runs while reads keep coming. */
-  private nextReadRoundAt = 0
   private idleTimer: ReturnType<typeof setTimeout> | undefined
   /** SegmentTable.removedTotal when an idle run last stopped for lack of progress. */
   private idleFutileAt = -1
@@ -198,15 +178,6 @@ export class Cleaner {
     this.armIdle(this.policy.idleDelayMs)
   }
 
-  /**
-   * A read batch came: a full idle run stops after the victim in hand, and
-   * while reads keep coming idle cleaning runs at the bounded duty cycle.
-   * One store per batch, on the read path: no timer here.
-   */
-  noteRead(): void {
-    this.lastRead = performance.now()
-  }
-
   /** Stops the idle timer (at close); a run under way stops at its next check of `closing`. */
   stopIdle(): void {
     if (this.idleTimer !== undefined) clearTimeout(this.idleTimer)
@@ -227,16 +198,7 @@ export class Cleaner {
     // Busy cleaning still running: look again later.
     if (this.running !== undefined) return this.armIdle(this.policy.idleDelayMs)
     if (!this.idleWanted()) return
-    const now = performance.now()
-    const readQuiet = now - this.lastRead
-    if (readQuiet >= this.policy.idleDelayMs) {
-      this.runIdle(false).catch(() => undefined)
-    } else if (now >= this.nextReadRoundAt) {
-      this.runIdle(true).catch(() => undefined)
-    } else {
-      // Reads are coming: look again when the next bounded round is due, or when reads may have stopped.
-      this.armIdle(Math.min(this.nextReadRoundAt - now, this.policy.idleDelayMs - readQuiet))
-    }
+    this.runIdle().catch(() => undefined)
   }
 
   /** Victims an idle round would take now. */
@@ -258,49 +220,28 @@ export class Cleaner {
     return this.lastActivity >= since
   }
 
-  /** Whether a read came since `since` (performance.now()). */
-  private readSince(since: number): boolean {
-    return this.lastRead >= since
-  }
-
-  /**
-   * Idle rounds: back to back until done or a write or read comes (`bounded`
-   * false), or one round of at most `idleReadVictims` that reads do not stop
-   * (`bounded` true: reads keep coming), after which the next waits out the
-   * duty-cycle pause.
-   */
-  private runIdle(bounded: boolean): Promise<void> {
+  private runIdle(): Promise<void> {
     const started = performance.now()
-    const interrupted = bounded ? () => this.activeSince(started) : () => this.activeSince(started) || this.readSince(started)
     const rounds = (async () => {
       this.idleRunning = true
-      while (this.idleWanted() && !interrupted() && !this.host.closing && this.host.health.failure === undefined) {
+      while (this.idleWanted() && !this.activeSince(started) && !this.host.closing && this.host.health.failure === undefined) {
         const usedBefore = this.usedBytes()
         const freeBefore = this.host.segments.freeCount
         const cleanedBefore = this.segmentsCleaned
         this.idleRounds++
-        if (bounded) this.idleReadRounds++
-        const victims = this.idleVictims()
-        await this.round(bounded ? victims.slice(0, this.policy.idleReadVictims) : victims, interrupted)
+        await this.round(this.idleVictims(), () => this.activeSince(started))
         this.idleSegmentsCleaned += this.segmentsCleaned - cleanedBefore
         if (this.usedBytes() >= usedBefore && this.host.segments.freeCount <= freeBefore) {
           this.idleFutileAt = this.host.segments.removedTotal
           break
         }
-        if (bounded) break
       }
     })().finally(() => {
       this.idleRunning = false
       this.running = undefined
       this.buffer = undefined
-      const ended = performance.now()
-      if (bounded) {
-        const pause = Math.max(this.policy.idleReadIntervalMs, (ended - started) * (1 / this.policy.idleReadDuty - 1))
-        this.nextReadRoundAt = ended + pause
-      }
-      // Writes came while it ran: their own quiet period decides when to go on. Reads came, or a bounded
-      // round ended: the timer picks the full or the bounded pace by whether reads are still coming.
-      if (this.activeSince(started) || this.readSince(started) || bounded) this.armIdle(this.policy.idleDelayMs)
+      // Writes came while it ran: their own quiet period decides when to go on.
+      if (this.activeSince(started)) this.armIdle(this.policy.idleDelayMs)
     })
     this.running = rounds
     return rounds

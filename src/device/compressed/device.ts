@@ -151,14 +151,6 @@ const CLEAN_BOUND_RATIO = 1.3
 const IDLE_RATIO = 1.0
 const IDLE_MAX_UTILIZATION = 0.9
 const IDLE_VICTIMS = 16
-/**
- * While reads keep coming (writes quiet), idle cleaning goes on at a bounded pace: rounds of at most 2
- * segments, at most one a second and at most 5% of the time, so GETs right after a load do not share the
- * device and the CPU with it (measured: bench/idle-reads.ts), and dead space still goes in the end.
- */
-const IDLE_READ_VICTIMS = 2
-const IDLE_READ_INTERVAL_MS = 1000
-const IDLE_READ_DUTY = 0.05
 /** Cleaning rounds one write step waits for at most before it goes on (or fails with CUBBY_FULL). */
 const ADMIT_CLEANING_ROUNDS = 4
 
@@ -253,9 +245,6 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
       idleRatio: IDLE_RATIO,
       idleMaxUtilization: IDLE_MAX_UTILIZATION,
       idleVictims: IDLE_VICTIMS,
-      idleReadVictims: IDLE_READ_VICTIMS,
-      idleReadIntervalMs: IDLE_READ_INTERVAL_MS,
-      idleReadDuty: IDLE_READ_DUTY,
     })
     this.cleaner.bytesMoved = recovered.cleanerRecordBytes
     // Garbage left by an earlier session is cleaned in the first quiet period too.
@@ -402,7 +391,6 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
     this.checkOpen()
     checkBlockRequests(requests, this.blockCount)
     if (requests.length === 0) return
-    this.cleaner.noteRead()
     this.enter()
     try {
       let retry = await this.readAttempt(requests, undefined, false)
@@ -423,7 +411,6 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
       return
     }
     if (requests.length === 0) return
-    this.cleaner.noteRead()
     this.enter()
     this.readEachAttempt({ requests, onBlock, unreported: requests.length }, undefined, 1)
   }
