@@ -17,7 +17,8 @@
 
 import { CubbyError, ErrorCode, closedError, invalidArgument } from '../errors'
 import { reportWhenSettled } from './report-each'
-import type { ReportEach, Volume, VolumeRequest, VolumeStats } from './types'
+import { DelegatingVolume } from './delegating'
+import type { ReportEach, VolumeRequest } from './types'
 
 export type FaultOperation = 'read' | 'write' | 'sync' | 'discard'
 
@@ -133,7 +134,7 @@ export function seededRandom(seed: number): () => number {
   }
 }
 
-export class FaultyVolume implements Volume {
+export class FaultyVolume extends DelegatingVolume {
   private rules: Array<FaultRule & { remaining: number }> = []
   private pending: PendingWrite[] = []
   /** Pending writes whose call has completed: the ones a sync that starts now covers. */
@@ -142,30 +143,7 @@ export class FaultyVolume implements Volume {
   private closed = false
   private readonly counts: Record<FaultOperation, number> = { read: 0, write: 0, sync: 0, discard: 0 }
 
-  constructor(readonly inner: Volume) {}
-
-  get path(): string {
-    return this.inner.path
-  }
-  get kind() {
-    return this.inner.kind
-  }
-  get size(): number {
-    return this.inner.size
-  }
-  get sectorSize(): number {
-    return this.inner.sectorSize
-  }
-  get physicalSectorSize(): number {
-    return this.inner.physicalSectorSize
-  }
-  get growable(): boolean {
-    return this.inner.growable
-  }
-  get readOnly(): boolean {
-    return this.inner.readOnly
-  }
-  get ioPath(): string {
+  override get ioPath(): string {
     return `faulty(${this.inner.ioPath})`
   }
 
@@ -189,20 +167,16 @@ export class FaultyVolume implements Volume {
     this.rules = []
   }
 
-  allocate(bytes: number): Buffer {
-    return this.inner.allocate(bytes)
-  }
-
-  async read(requests: readonly VolumeRequest[]): Promise<void> {
+  override async read(requests: readonly VolumeRequest[]): Promise<void> {
     this.enter('read')
     await this.inner.read(requests)
   }
 
-  readEach(requests: readonly VolumeRequest[], onRequest: ReportEach): void {
+  override readEach(requests: readonly VolumeRequest[], onRequest: ReportEach): void {
     reportWhenSettled(this.read(requests), requests.length, onRequest)
   }
 
-  async write(requests: readonly VolumeRequest[]): Promise<void> {
+  override async write(requests: readonly VolumeRequest[]): Promise<void> {
     this.enter('write')
     const records: PendingWrite[] = []
     for (const request of requests) {
@@ -224,7 +198,7 @@ export class FaultyVolume implements Volume {
     for (const record of records) this.completed.add(record)
   }
 
-  async sync(): Promise<void> {
+  override async sync(): Promise<void> {
     this.enter('sync')
     // fdatasync covers the writes that completed before it was called; writes
     // still in flight, and later ones, stay unsynced.
@@ -235,7 +209,7 @@ export class FaultyVolume implements Volume {
     for (const record of covered) this.completed.delete(record)
   }
 
-  async discard(offset: number, length: number): Promise<void> {
+  override async discard(offset: number, length: number): Promise<void> {
     this.enter('discard')
     if (length > 0) {
       const before = this.inner.allocate(length)
@@ -248,17 +222,9 @@ export class FaultyVolume implements Volume {
     }
   }
 
-  async grow(size: number): Promise<void> {
+  override async grow(size: number): Promise<void> {
     this.checkAlive()
     await this.inner.grow(size)
-  }
-
-  allocatedBytes(): number {
-    return this.inner.allocatedBytes()
-  }
-
-  stats(): VolumeStats {
-    return this.inner.stats()
   }
 
   /**
@@ -285,7 +251,7 @@ export class FaultyVolume implements Volume {
     return summary
   }
 
-  async close(): Promise<void> {
+  override async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
     await this.inner.close()

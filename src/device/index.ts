@@ -5,6 +5,7 @@
 
 export * from './types'
 export { reportWhenSettled } from './report-each'
+export { DelegatingVolume } from './delegating'
 export { MemoryBacking, MemoryVolume, type MemoryVolumeOptions } from './memory'
 export { RawBlockDevice } from './raw'
 export { FaultyVolume, resolvePowerCut, seededRandom, type FaultOperation, type FaultRule, type PendingWrite, type PowerCutOptions, type PowerCutResult } from './faulty'

@@ -12,7 +12,7 @@
 //
 // Images share unchanged 64 KiB chunks (CowBacking), so a point costs what
 // the recovery that follows touches, not a copy of the store.
-import { MemoryBacking, MemoryVolume, type PendingWrite, type PowerCutOptions, type ReportEach, resolvePowerCut, type Volume, type VolumeRequest, type VolumeStats } from '../../src/device'
+import { DelegatingVolume, MemoryBacking, MemoryVolume, type PendingWrite, type PowerCutOptions, resolvePowerCut, type VolumeRequest } from '../../src/device'
 
 const CHUNK_BYTES = 64 * 1024
 
@@ -68,56 +68,21 @@ interface TracedWrite {
 }
 
 /** A Volume that records what reaches it (writes, syncs, discards) as a trace of events. */
-export class TracingVolume implements Volume {
+export class TracingVolume extends DelegatingVolume<MemoryVolume> {
   readonly events: TraceEvent[] = []
   readonly writes: TracedWrite[] = []
   private syncs = 0
-
-  constructor(private readonly inner: MemoryVolume) {}
 
   /** Events recorded so far: a point of the trace. */
   get position(): number {
     return this.events.length
   }
 
-  get path() {
-    return this.inner.path
-  }
-  get kind() {
-    return this.inner.kind
-  }
-  get size() {
-    return this.inner.size
-  }
-  get sectorSize() {
-    return this.inner.sectorSize
-  }
-  get physicalSectorSize() {
-    return this.inner.physicalSectorSize
-  }
-  get growable() {
-    return this.inner.growable
-  }
-  get readOnly() {
-    return this.inner.readOnly
-  }
-  get ioPath() {
+  override get ioPath(): string {
     return `tracing(${this.inner.ioPath})`
   }
 
-  allocate(bytes: number): Buffer {
-    return this.inner.allocate(bytes)
-  }
-
-  read(requests: readonly VolumeRequest[]): Promise<void> {
-    return this.inner.read(requests)
-  }
-
-  readEach(requests: readonly VolumeRequest[], onRequest: ReportEach): void {
-    this.inner.readEach(requests, onRequest)
-  }
-
-  async write(requests: readonly VolumeRequest[]): Promise<void> {
+  override async write(requests: readonly VolumeRequest[]): Promise<void> {
     const ids = requests.map((request) => {
       this.writes.push({ offset: request.offset, length: request.length, bytes: Buffer.from(request.buffer.subarray(request.bufferOffset, request.bufferOffset + request.length)) })
       return this.writes.length - 1
@@ -127,36 +92,20 @@ export class TracingVolume implements Volume {
     for (const write of ids) this.events.push({ kind: 'write-end', write })
   }
 
-  async sync(): Promise<void> {
+  override async sync(): Promise<void> {
     const sync = this.syncs++
     this.events.push({ kind: 'sync-start', sync })
     await this.inner.sync()
     this.events.push({ kind: 'sync-end', sync })
   }
 
-  async discard(offset: number, length: number): Promise<void> {
+  override async discard(offset: number, length: number): Promise<void> {
     if (length > 0) {
       this.writes.push({ offset, length, bytes: undefined })
       this.events.push({ kind: 'write-start', write: this.writes.length - 1 })
     }
     await this.inner.discard(offset, length)
     if (length > 0) this.events.push({ kind: 'write-end', write: this.writes.length - 1 })
-  }
-
-  grow(size: number): Promise<void> {
-    return this.inner.grow(size)
-  }
-
-  allocatedBytes(): number {
-    return this.inner.allocatedBytes()
-  }
-
-  stats(): VolumeStats {
-    return this.inner.stats()
-  }
-
-  close(): Promise<void> {
-    return this.inner.close()
   }
 
   /** Trace points just before each sync completes: the moments with the most writes at stake. */
