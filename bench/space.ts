@@ -11,7 +11,9 @@
 // the smaller) / (difference in keys).
 //
 // Usage: npm run bench:space -- [--keys 1000000,3000000] [--value-size 100]
-//        [--compression lz4|none] [--dir DIR]
+//        [--compression lz4|none] [--runs N] [--dir DIR]
+// With --runs N every count runs N times (in rounds) and memory per key is
+// taken from the medians.
 // Data goes under --dir (default os.tmpdir(), on the ext4 disk), deleted after.
 
 import { spawn } from 'node:child_process'
@@ -34,7 +36,10 @@ interface Sample {
   logicalBytes: number
   physicalBytes: number
   rssBytes: number
+  /** Where the RSS is: anonymous vs file-backed pages (/proc/self/status), and V8's view (process.memoryUsage()). */
+  rss: { anonBytes: number; fileBytes: number; heapTotalBytes: number; heapUsedBytes: number; externalBytes: number; arrayBuffersBytes: number }
   storeMemoryBytes: number
+  storeMemory: Record<string, number>
   loadSeconds: number
   /** Serving phase: how long the GETs took, and the longest the event loop was held (idle cleaning runs then). */
   serveSeconds: number
@@ -50,10 +55,22 @@ function keyOf(index: number): Buffer {
   return Buffer.from(`user${String(index).padStart(KEY_BYTES - 4, '0')}`)
 }
 
-function rssBytes(): number {
+function statusBytes(field: string): number {
   const status = fs.readFileSync('/proc/self/status', 'utf8')
-  const match = /VmRSS:\s+(\d+) kB/.exec(status)
+  const match = new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)
   return match === null ? 0 : Number(match[1]) * 1024
+}
+
+/** Waits (up to a minute) until idle cleaning has stopped moving bytes. */
+async function settle(db: { stats(): { device: { cleaningBytesMoved: number } } }): Promise<void> {
+  let last = -1
+  let still = 0
+  for (let waited = 0; waited < 60_000 && still < 3; waited += 300) {
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    const moved = db.stats().device.cleaningBytesMoved
+    still = moved === last ? still + 1 : 0
+    last = moved
+  }
 }
 
 async function child(file: string, keys: number, valueSize: number, compression: 'lz4' | 'none'): Promise<Sample> {
@@ -102,8 +119,23 @@ async function child(file: string, keys: number, valueSize: number, compression:
   serving = false
   const serveSeconds = (performance.now() - serveStarted) / 1000
   // Serving memory: the store open, its caches warm, garbage collected.
-  ;(globalThis as { gc?: () => void }).gc?.()
-  const servingRss = rssBytes()
+  // Idle cleaning starts 250 ms after the last write and runs in bounded rounds; let it finish so both counts are
+  // measured in the same state, then collect garbage twice (the second pass frees what the first one's finalizers let go).
+  await settle(db)
+  const gc = (globalThis as { gc?: () => void }).gc
+  gc?.()
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  gc?.()
+  const servingRss = statusBytes('VmRSS')
+  const usage = process.memoryUsage()
+  const rss = {
+    anonBytes: statusBytes('RssAnon'),
+    fileBytes: statusBytes('RssFile'),
+    heapTotalBytes: usage.heapTotal,
+    heapUsedBytes: usage.heapUsed,
+    externalBytes: usage.external,
+    arrayBuffersBytes: usage.arrayBuffers,
+  }
   const stats = db.stats()
   await db.close()
   return {
@@ -115,7 +147,9 @@ async function child(file: string, keys: number, valueSize: number, compression:
     logicalBytes: stats.device.logicalBytes,
     physicalBytes: stats.device.physicalBytes,
     rssBytes: servingRss,
+    rss,
     storeMemoryBytes: stats.memory.total,
+    storeMemory: stats.memory,
     loadSeconds,
     serveSeconds,
     maxEventLoopDelayMs: delay.max / 1e6,
@@ -196,45 +230,68 @@ function runChild(file: string, keys: number, valueSize: number, compression: st
 
 const mib = (bytes: number): string => (bytes / 1024 / 1024).toFixed(1)
 
+const median = (values: number[]): number => {
+  const sorted = [...values].sort((left, right) => left - right)
+  const middle = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       keys: { type: 'string', default: '1000000,3000000' },
       'value-size': { type: 'string', default: '100' },
       compression: { type: 'string', default: 'lz4' },
+      runs: { type: 'string', default: '1' },
       dir: { type: 'string', default: os.tmpdir() },
     },
   })
   const counts = values.keys.split(',').map(Number)
   const valueSize = Number(values['value-size'])
+  const runs = Number(values.runs)
   const directory = fs.mkdtempSync(path.join(values.dir, 'cubby-space-'))
-  const samples: Sample[] = []
+  const samples = new Map<number, Sample[]>(counts.map((keys) => [keys, []]))
   try {
-    for (const keys of counts) {
-      const file = path.join(directory, `store-${keys}.img`)
-      const sample = await runChild(file, keys, valueSize, values.compression)
-      samples.push(sample)
-      fs.rmSync(file)
-      console.log(
-        `${keys.toLocaleString()} keys (${values.compression}, ${valueSize} B values): ` +
-          `file ${mib(sample.fileAllocatedBytes)} MiB allocated for ${mib(sample.rawBytes)} MiB of keys + values = ` +
-          `${(sample.fileAllocatedBytes / sample.rawBytes).toFixed(3)}×; device physical ${mib(sample.physicalBytes)} MiB; ` +
-          `serving RSS ${mib(sample.rssBytes)} MiB (store accounts ${mib(sample.storeMemoryBytes)} MiB); load ${sample.loadSeconds.toFixed(0)} s; ` +
-          `${GETS.toLocaleString()} GETs in ${sample.serveSeconds.toFixed(1)} s, longest event-loop delay ${sample.maxEventLoopDelayMs.toFixed(1)} ms ` +
-          `(${sample.maxBusyGapMs.toFixed(1)} ms of it on the CPU)`,
-      )
-      printBreakdown(sample)
+    // Rounds of every count in turn, so a drift of the machine over the run falls on all counts alike.
+    for (let run = 0; run < runs; run++) {
+      for (const keys of counts) {
+        const file = path.join(directory, `store-${keys}.img`)
+        const sample = await runChild(file, keys, valueSize, values.compression)
+        samples.get(keys)!.push(sample)
+        fs.rmSync(file)
+        console.log(
+          `${keys.toLocaleString()} keys (${values.compression}, ${valueSize} B values${runs > 1 ? `, run ${run + 1}` : ''}): ` +
+            `file ${mib(sample.fileAllocatedBytes)} MiB allocated for ${mib(sample.rawBytes)} MiB of keys + values = ` +
+            `${(sample.fileAllocatedBytes / sample.rawBytes).toFixed(3)}×; device physical ${mib(sample.physicalBytes)} MiB; ` +
+            `serving RSS ${mib(sample.rssBytes)} MiB (anon ${mib(sample.rss.anonBytes)}, file ${mib(sample.rss.fileBytes)}; V8 heap ${mib(sample.rss.heapTotalBytes)}, ` +
+            `external ${mib(sample.rss.externalBytes)}); store accounts ${mib(sample.storeMemoryBytes)} MiB ` +
+            `(${Object.entries(sample.storeMemory)
+              .filter(([part, bytes]) => part !== 'total' && bytes > 0)
+              .map(([part, bytes]) => `${part} ${(bytes / 1024).toFixed(0)} KiB`)
+              .join(', ')}); load ${sample.loadSeconds.toFixed(0)} s; ` +
+            `${GETS.toLocaleString()} GETs in ${sample.serveSeconds.toFixed(1)} s, longest event-loop delay ${sample.maxEventLoopDelayMs.toFixed(1)} ms ` +
+            `(${sample.maxBusyGapMs.toFixed(1)} ms of it on the CPU)`,
+        )
+        if (run === 0) printBreakdown(sample)
+      }
     }
   } finally {
     fs.rmSync(directory, { recursive: true, force: true })
   }
-  for (let index = 1; index < samples.length; index++) {
-    const low = samples[index - 1]!
-    const high = samples[index]!
-    const perKey = (high.rssBytes - low.rssBytes) / (high.keys - low.keys)
-    console.log(`memory per key from ${low.keys.toLocaleString()} to ${high.keys.toLocaleString()} keys: ${perKey.toFixed(3)} bytes (serving RSS difference / key difference)`)
+  for (let index = 1; index < counts.length; index++) {
+    const low = samples.get(counts[index - 1]!)!
+    const high = samples.get(counts[index]!)!
+    const keys = counts[index]! - counts[index - 1]!
+    const range = `from ${counts[index - 1]!.toLocaleString()} to ${counts[index]!.toLocaleString()} keys`
+    const perRun = high.map((sample, run) => (sample.rssBytes - low[run]!.rssBytes) / keys)
+    const rssPerKey = (median(high.map((sample) => sample.rssBytes)) - median(low.map((sample) => sample.rssBytes))) / keys
+    const anonPerKey = (median(high.map((sample) => sample.rss.anonBytes)) - median(low.map((sample) => sample.rss.anonBytes))) / keys
+    console.log(
+      `memory per key ${range}: ${rssPerKey.toFixed(3)} bytes (median serving RSS difference / key difference` +
+        `${runs > 1 ? `; per run ${perRun.map((value) => value.toFixed(3)).join(', ')}` : ''}); anonymous RSS alone ${anonPerKey.toFixed(3)} bytes`,
+    )
     // RSS moves by megabytes with the heap and the allocator; the store's own accounting resolves what the store holds.
-    const accounted = (high.storeMemoryBytes - low.storeMemoryBytes) / (high.keys - low.keys)
+    const accounted = (median(high.map((sample) => sample.storeMemoryBytes)) - median(low.map((sample) => sample.storeMemoryBytes))) / keys
     console.log(`store-accounted memory per key over the same range: ${accounted.toFixed(3)} bytes (stats().memory.total difference / key difference)`)
   }
 }

@@ -150,5 +150,11 @@ export interface BlockDevice {
   /** Make every completed write and trim durable. After a failed flush the device refuses writes. */
   flush(): Promise<void>
   stats(): DeviceStats
+  /**
+   * Bytes the device holds in a cache of its own that count against the
+   * store's cache budget (the LZ4 layer's cached block-map pages); the
+   * bucket cache gives them room. Devices without such a cache omit it.
+   */
+  cacheChargeBytes?(): number
   close(): Promise<void>
 }

@@ -93,7 +93,10 @@ export class ChainReader {
         // Overlay and cache blocks change under us: read a copy into the buffer.
         const offset = (first + sources.length) * BLOCK_SIZE
         if (overlay !== undefined) overlay.buffer.copy(buffer, offset, overlay.offset, overlay.offset + BLOCK_SIZE)
-        else this.state.cache.slab.copy(buffer, offset, cached * BLOCK_SIZE, (cached + 1) * BLOCK_SIZE)
+        else {
+          const from = this.state.cache.offsetOf(cached)
+          this.state.cache.bufferOf(cached).copy(buffer, offset, from, from + BLOCK_SIZE)
+        }
         sources.push({ buffer, offset })
       } else {
         const offset = (first + sources.length) * BLOCK_SIZE

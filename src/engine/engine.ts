@@ -59,7 +59,7 @@ const ITERATOR_BATCH_BUCKETS = 64
 
 export interface EngineSettings {
   readOnly: boolean
-  /** Bytes of bucket cache. */
+  /** Bytes of cache: the device's share (cacheChargeBytes) first, bucket images in the rest. */
   cacheSize: number
   /** Bytes of write buffers (active + frozen). */
   writeBufferSize: number
@@ -107,8 +107,10 @@ export interface EngineStats {
   memory: {
     /** The sum of the parts. */
     total: number
-    /** Bucket cache (up to cacheSize). */
+    /** Bucket cache: up to cacheSize less `deviceCache`. */
     cache: number
+    /** The LZ4 layer's cached block-map pages, inside cacheSize (the bucket cache yields to them); 0 without compression. */
+    deviceCache: number
     /** Write buffers (up to writeBufferSize). */
     writeBuffer: number
     /** Writes waiting for their log frame (up to 8 MiB). */
@@ -119,7 +121,7 @@ export interface EngineStats {
     ioBuffers: number
     /** Allocation bitmap of the heap (8 KiB per 127 MiB reached). */
     bitmap: number
-    /** The block device's own maps and buffers (the LZ4 layer's map cache and tables). */
+    /** The block device's own tables and buffers besides `deviceCache` (the LZ4 layer's segment table, page directory, write buffers). */
     device: number
   }
   /** The block device's counters (device reads per GET = reads / GETs with the cache off). */
@@ -210,7 +212,11 @@ export class Engine {
     this.limits = limitsFor(settings.writeBufferSize)
     state.active = new WriteBuffer(this.limits)
     this.reader = new Reader(state, this.meter)
-    this.flusher = new Flusher(state, this.wal, () => this.pump())
+    this.flusher = new Flusher(state, this.wal, () => {
+      // A step may have grown the device's share of the cache budget (new map pages): make room.
+      state.cache.fit()
+      this.pump()
+    })
   }
 
   /**
@@ -231,7 +237,7 @@ export class Engine {
     })
     state.bucketsReserved = state.bucketCount()
     state.allocator = recovered.allocator
-    state.cache = new BlockCache(settings.cacheSize)
+    state.cache = new BlockCache(settings.cacheSize, () => device.cacheChargeBytes?.() ?? 0)
     for (const [lba, image] of recovered.overlay) state.overlay.set(lba, { buffer: image, offset: 0 })
     const engine = new Engine(state, settings, recovered)
     await engine.finishRecovery(recovered)
@@ -722,14 +728,16 @@ export class Engine {
     const superblock = state.superblock
     const buckets = bucketCount(superblock)
     const device = state.device.stats()
+    const deviceCache = state.device.cacheChargeBytes?.() ?? 0
     const memory = {
       cache: state.cache.memoryBytes,
+      deviceCache,
       writeBuffer: state.active.memoryBytes + (state.frozen?.memoryBytes ?? 0) + (state.spare?.memoryBytes ?? 0),
       commitQueue: this.queueBytes,
       logBuffer: this.wal.bufferBytes,
       ioBuffers: this.reader.memoryBytes + this.flusher.memoryBytes + this.extentBudget.usedBytes,
       bitmap: state.allocator.memoryBytes,
-      device: device.memoryBytes,
+      device: device.memoryBytes - deviceCache,
     }
     return {
       keys: superblock.keys,

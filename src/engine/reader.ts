@@ -189,7 +189,7 @@ export class Reader {
     }
     const slot = this.state.cache.lookup(lookup.lba)
     if (slot >= 0) {
-      this.examine(lookup, this.state.cache.slab, slot * BLOCK_SIZE, -1)
+      this.examine(lookup, this.state.cache.bufferOf(slot), this.state.cache.offsetOf(slot), -1)
       return
     }
     this.queue.push(lookup)

@@ -100,8 +100,13 @@ export class BlockMap {
     return Math.max(0, this.slots.length - this.budgetPages)
   }
 
+  /** Bytes of the cached pages (what the store's cache budget is charged). */
+  cachedBytes(): number {
+    return this.slots.length * (MAP_PAGE_BYTES + PAGE_OVERHEAD_BYTES)
+  }
+
   memoryBytes(): number {
-    return this.slots.length * (MAP_PAGE_BYTES + PAGE_OVERHEAD_BYTES) + this.directory.byteLength + this.pageStates.byteLength + this.pageGenerations.byteLength + this.loadBuffer.length
+    return this.cachedBytes() + this.directory.byteLength + this.pageStates.byteLength + this.pageGenerations.byteLength + this.loadBuffer.length
   }
 
   /** The entry of `lba`, or NOT_CACHED when its page must be loaded first. */

@@ -76,7 +76,7 @@ import { SegmentTable } from './segments'
 
 /** Options of an opened device; none is recorded in the store. */
 export interface CompressedDeviceOptions {
-  /** Memory for cached map pages, bytes (default 16 MiB: the whole map of 4M blocks, ~16 GiB logical). */
+  /** Memory for cached map pages, bytes (default 16 MiB: the whole map of 4M blocks; a store passes max(cacheSize, 1 MiB), and its bucket cache yields to the map). */
   mapCacheBytes?: number
   /** Size of one write buffer (a chunk), bytes; a multiple of 4096, at most a segment (default 256 KiB; three exist). */
   writeBufferBytes?: number
@@ -220,7 +220,7 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
     this.segments = recovered.segments
     this.chunksReplayed = recovered.chunksReplayed
     this.writerRecordBytes = recovered.writerRecordBytes
-    this.dirtyLimit = Math.max(8, Math.floor(this.map.budgetPages / 8))
+    this.dirtyLimit = Math.max(8, Math.min(512, Math.floor(this.map.budgetPages / 8)))
     this.readSpans = new ReadSpans(volume)
     const epoch = randomBytes(6).readUIntLE(0, 6)
     this.log = new LogWriter(geometry, volume, this.segments, this.health, recovered.position, epoch, () => this.checkpointer.generation, options.writeBufferBytes, 3)
@@ -838,6 +838,10 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
   }
 
   // ------------------------------------------------------------ lifecycle
+
+  cacheChargeBytes(): number {
+    return this.map.cachedBytes()
+  }
 
   stats(): CompressedDeviceStats {
     const { geometry, segments } = this
