@@ -1,12 +1,14 @@
 // Space and memory of a real store (issue 4's Done-when figures).
 //
-// For each key count (default 1M and 3M) a fresh child process loads that
-// many YCSB-style keys (24 bytes) with random values (default 100 bytes)
-// into a new image file with the default options, flushes, then serves
-// 100,000 uniform GETs and reports:
+// For each key count (default 1M and 3M) a child process loads that many
+// YCSB-style keys (24 bytes) with random values (default 100 bytes) into a
+// new image file with the default options, flushes, lets idle cleaning
+// finish and closes; then a second child opens the store with the default
+// options and serves 100,000 uniform GETs. Reported:
 //  - physical space: allocated blocks of the image file (st_blocks × 512)
 //    against the raw key + value bytes;
-//  - serving RSS after the GETs, and the store's own memory accounting;
+//  - serving RSS after the GETs (in the serving process, which never saw
+//    the load's garbage), and the store's own memory accounting;
 // and the parent derives memory per key = (RSS at the larger count − RSS at
 // the smaller) / (difference in keys).
 //
@@ -73,11 +75,18 @@ async function settle(db: { stats(): { device: { cleaningBytesMoved: number } } 
   }
 }
 
-async function child(file: string, keys: number, valueSize: number, compression: 'lz4' | 'none'): Promise<Sample> {
-  // Loaded from the package build, exactly as a user would.
-  const { open } = require(path.join(__dirname, '..', '..', 'dist', 'index.js')) as typeof import('../src/index')
+type LoadSample = Pick<Sample, 'keys' | 'valueSize' | 'compression' | 'rawBytes' | 'fileAllocatedBytes' | 'logicalBytes' | 'physicalBytes' | 'loadSeconds' | 'breakdown'>
+type ServeSample = Pick<Sample, 'rssBytes' | 'rss' | 'storeMemoryBytes' | 'storeMemory' | 'serveSeconds' | 'maxEventLoopDelayMs' | 'maxBusyGapMs'>
+
+/** Loaded from the package build, exactly as a user would. */
+function cubby(): typeof import('../src/index') {
+  return require(path.join(__dirname, '..', '..', 'dist', 'index.js')) as typeof import('../src/index')
+}
+
+/** Makes the store and loads it; waits for idle cleaning to finish, closes, and measures the space. */
+async function loadChild(file: string, keys: number, valueSize: number, compression: 'lz4' | 'none'): Promise<LoadSample> {
   const started = performance.now()
-  const db = await open(file, { expectedKeys: keys, valueSize, compression, sync: false })
+  const db = await cubby().open(file, { expectedKeys: keys, valueSize, compression, sync: false })
   const inFlight = new Set<Promise<void>>()
   for (let index = 0; index < keys; index++) {
     const promise: Promise<void> = db.put(keyOf(index), randomBytes(valueSize)).then(() => void inFlight.delete(promise))
@@ -87,6 +96,30 @@ async function child(file: string, keys: number, valueSize: number, compression:
   await Promise.all(inFlight)
   await db.flush()
   const loadSeconds = (performance.now() - started) / 1000
+  await settle(db)
+  const stats = db.stats()
+  await db.close()
+  return {
+    keys,
+    valueSize,
+    compression,
+    rawBytes: keys * (KEY_BYTES + valueSize),
+    fileAllocatedBytes: fs.statSync(file).blocks * 512,
+    logicalBytes: stats.device.logicalBytes,
+    physicalBytes: stats.device.physicalBytes,
+    loadSeconds,
+    breakdown: compression === 'lz4' ? await breakdownOf(file) : undefined,
+  }
+}
+
+/**
+ * Serving memory, in a process of its own (the load's garbage and allocator
+ * fragmentation are not the serving store's): opens the loaded store with
+ * the default options, serves uniform GETs until its caches are warm, and
+ * measures RSS after garbage collection.
+ */
+async function serveChild(file: string, keys: number, valueSize: number): Promise<ServeSample> {
+  const db = await cubby().open(file, { create: false })
   const serveStarted = performance.now()
   const delay = monitorEventLoopDelay({ resolution: 1 })
   delay.enable()
@@ -118,10 +151,7 @@ async function child(file: string, keys: number, valueSize: number, compression:
   delay.disable()
   serving = false
   const serveSeconds = (performance.now() - serveStarted) / 1000
-  // Serving memory: the store open, its caches warm, garbage collected.
-  // Idle cleaning starts 250 ms after the last write and runs in bounded rounds; let it finish so both counts are
-  // measured in the same state, then collect garbage twice (the second pass frees what the first one's finalizers let go).
-  await settle(db)
+  // Collect garbage twice (the second pass frees what the first one's finalizers let go).
   const gc = (globalThis as { gc?: () => void }).gc
   gc?.()
   await new Promise((resolve) => setTimeout(resolve, 100))
@@ -139,22 +169,13 @@ async function child(file: string, keys: number, valueSize: number, compression:
   const stats = db.stats()
   await db.close()
   return {
-    keys,
-    valueSize,
-    compression,
-    rawBytes: keys * (KEY_BYTES + valueSize),
-    fileAllocatedBytes: fs.statSync(file).blocks * 512,
-    logicalBytes: stats.device.logicalBytes,
-    physicalBytes: stats.device.physicalBytes,
     rssBytes: servingRss,
     rss,
     storeMemoryBytes: stats.memory.total,
     storeMemory: stats.memory,
-    loadSeconds,
     serveSeconds,
     maxEventLoopDelayMs: delay.max / 1e6,
     maxBusyGapMs: busyGapMs,
-    breakdown: compression === 'lz4' ? await breakdownOf(file) : undefined,
   }
 }
 
@@ -213,19 +234,23 @@ function printBreakdown(sample: Sample): void {
   line('unwritten segment tails (holes)', b.unwrittenTailBytes)
 }
 
-function runChild(file: string, keys: number, valueSize: number, compression: string): Promise<Sample> {
+function runChild<T>(args: string[]): Promise<T> {
   return new Promise((resolve, reject) => {
-    const process_ = spawn(process.execPath, ['--expose-gc', __filename, '--child', file, String(keys), String(valueSize), compression], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    })
+    const process_ = spawn(process.execPath, ['--expose-gc', __filename, '--child', ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
     let output = ''
     process_.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
     process_.on('error', reject)
     process_.on('exit', (code) => {
-      if (code !== 0) return reject(new Error(`child for ${keys} keys exited with ${code}`))
-      resolve(JSON.parse(output.trim().split('\n').pop()!) as Sample)
+      if (code !== 0) return reject(new Error(`child ${args.join(' ')} exited with ${code}`))
+      resolve(JSON.parse(output.trim().split('\n').pop()!) as T)
     })
   })
+}
+
+async function measure(file: string, keys: number, valueSize: number, compression: string): Promise<Sample> {
+  const loaded = await runChild<LoadSample>(['load', file, String(keys), String(valueSize), compression])
+  const served = await runChild<ServeSample>(['serve', file, String(keys), String(valueSize)])
+  return { ...loaded, ...served }
 }
 
 const mib = (bytes: number): string => (bytes / 1024 / 1024).toFixed(1)
@@ -256,7 +281,7 @@ async function main(): Promise<void> {
     for (let run = 0; run < runs; run++) {
       for (const keys of counts) {
         const file = path.join(directory, `store-${keys}.img`)
-        const sample = await runChild(file, keys, valueSize, values.compression)
+        const sample = await measure(file, keys, valueSize, values.compression)
         samples.get(keys)!.push(sample)
         fs.rmSync(file)
         console.log(
@@ -297,8 +322,9 @@ async function main(): Promise<void> {
 }
 
 if (process.argv[2] === '--child') {
-  const [file, keys, valueSize, compression] = process.argv.slice(3)
-  child(file!, Number(keys), Number(valueSize), compression as 'lz4' | 'none').then(
+  const [phase, file, keys, valueSize, compression] = process.argv.slice(3)
+  const work = phase === 'load' ? loadChild(file!, Number(keys), Number(valueSize), compression as 'lz4' | 'none') : serveChild(file!, Number(keys), Number(valueSize))
+  work.then(
     (sample) => process.stdout.write(`${JSON.stringify(sample)}\n`),
     (error: unknown) => {
       console.error(error)

@@ -31,7 +31,7 @@ import { type MetricsOptions, renderMetrics, validateMetricsOptions } from './me
 import { OP } from './metrics/operations'
 
 /** The LZ4 block map's cache when cacheSize is smaller: 256 pages, the map of 260K buckets. */
-const MIN_MAP_CACHE_BYTES = 1024 * 1024
+export const MIN_MAP_CACHE_BYTES = 1024 * 1024
 
 /**
  * Compression of a new store when the `compression` option is not given:

@@ -5,9 +5,10 @@
  * A store holds: the two budgets the user sets (bucket cache, write
  * buffers); the engine's fixed buffers (commit queue, one log frame, the read
  * arena and a flush step's images); and, in lz4 mode, the compression
- * layer's block-map cache plus maps that grow with the store's logical
- * capacity, never with its keys (5 bytes per map page of 1016 blocks, 21
- * bytes per 1 MiB log segment). Large values (over 2 KiB) in flight add up
+ * layer's tables, which grow with the store's logical capacity at most,
+ * never with its keys (5 bytes per map page of 1016 blocks, 21 bytes per
+ * 1 MiB log segment in use). Its block-map cache is inside `cacheSize`, or
+ * 1 MiB when `cacheSize` is smaller. Large values (over 2 KiB) in flight add up
  * to 64 MiB each way while they are read or written; the bound leaves that
  * out and says so.
  *
@@ -22,11 +23,10 @@ import { ENTRIES_PER_PAGE, MAX_DATA_BYTES, RECORD_MAX_BYTES } from '../device/co
 import { MAX_QUEUE_BYTES } from '../engine/engine'
 import { DEFAULT_JOURNAL_SLOT_BLOCKS, MAX_FRAME_BYTES } from '../engine/format'
 import { READ_SLOTS } from '../engine/reader'
+import { MIN_MAP_CACHE_BYTES } from '../db'
 
 /** The engine's fixed I/O buffers: the read arena and one flush step's journal images. */
 const ENGINE_IO_BYTES = (READ_SLOTS + DEFAULT_JOURNAL_SLOT_BLOCKS) * BLOCK_SIZE
-/** The lz4 layer's block-map cache (its default budget). */
-const LZ4_MAP_CACHE_BYTES = 16 * 1024 * 1024
 /** Memory the lz4 layer keeps per map page (directory slot and page state) and per log segment (table entries). */
 const LZ4_BYTES_PER_MAP_PAGE = 5
 const LZ4_BYTES_PER_SEGMENT = 21
@@ -39,7 +39,7 @@ export interface MemoryBound {
   writeBuffer: number
   /** Commit queue, one log frame, read arena, flush step. */
   engineBuffers: number
-  /** lz4: map cache and maps sized by capacity; none: 0. */
+  /** lz4: tables sized by capacity, and the map cache beyond cacheSize (when that is under 1 MiB); none: 0. */
   device: number
   /** Allocation bitmap (8 KiB per 127 MiB of heap reached). */
   bitmap: number
@@ -72,10 +72,15 @@ export function lz4MapBytes(capacityBytes: number): number {
 
 /** For a store not yet made: `capacityBytes` of logical space in `compression` mode. */
 export function plannedMemory(settings: MemorySettings, compression: 'lz4' | 'none', capacityBytes: number): MemoryBound {
-  return bound(settings, compression === 'lz4' ? LZ4_MAP_CACHE_BYTES + lz4MapBytes(capacityBytes) : 0, 0)
+  return bound(settings, compression === 'lz4' ? mapCacheBeyond(settings) + lz4MapBytes(capacityBytes) : 0, 0)
 }
 
-/** For an open store: its device and bitmap memory as measured, plus the lz4 map cache it may still fill. */
+/** For an open store: its device tables and bitmap as measured, plus the part of the lz4 map cache cacheSize does not cover. */
 export function measuredMemory(settings: MemorySettings, compression: 'lz4' | 'none', measured: { device: number; bitmap: number }): MemoryBound {
-  return bound(settings, measured.device + (compression === 'lz4' ? LZ4_MAP_CACHE_BYTES : 0), measured.bitmap)
+  return bound(settings, measured.device + (compression === 'lz4' ? mapCacheBeyond(settings) : 0), measured.bitmap)
+}
+
+/** The lz4 map cache is max(cacheSize, 1 MiB): inside cacheSize except for what that floor adds. */
+function mapCacheBeyond(settings: MemorySettings): number {
+  return Math.max(0, MIN_MAP_CACHE_BYTES - settings.cacheSize)
 }
