@@ -87,6 +87,11 @@ export class Checkpointer {
     const dead = this.segments.markDead()
     const counters = this.counters()
     const pages = this.map.statesAfter(staged)
+    const snapshot = this.segments.snapshot()
+    const liveBytes = new Uint32Array(this.geometry.segmentCount)
+    const incarnations = new Uint32Array(this.geometry.segmentCount)
+    liveBytes.set(snapshot.liveBytes)
+    incarnations.set(snapshot.incarnations)
     const checkpoint: Checkpoint = {
       generation,
       headSegment: this.log.headSegment,
@@ -98,8 +103,8 @@ export class Checkpointer {
       mappedBlocks: counters.mappedBlocks,
       writerRecordBytes: counters.writerRecordBytes,
       cleanerRecordBytes: counters.cleanerRecordBytes,
-      liveBytes: this.segments.liveBytes,
-      incarnations: this.segments.incarnations,
+      liveBytes,
+      incarnations,
       pageStates: pages.states,
       pageGenerations: pages.generations,
     }

@@ -313,10 +313,15 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
     const needed = volumeBytesNeeded(geometry)
     if (volume.size < needed) await volume.grow(Math.ceil(needed / volume.sectorSize) * volume.sectorSize)
 
-    const segments = new SegmentTable(geometry.segmentCount, segmentBytes, new Uint32Array(geometry.segmentCount), new Uint32Array(geometry.segmentCount), 1)
+    const segments = new SegmentTable(geometry.segmentCount, segmentBytes, 1)
     segments.classify(-1, -1)
     const head = segments.allocate()!
     const successor = segments.allocate()!
+    const snapshot = segments.snapshot()
+    const liveBytes = new Uint32Array(geometry.segmentCount)
+    const incarnations = new Uint32Array(geometry.segmentCount)
+    liveBytes.set(snapshot.liveBytes)
+    incarnations.set(snapshot.incarnations)
     const slot = volume.allocate(geometry.checkpointSlotBytes)
     const length = encodeCheckpoint(
       geometry,
@@ -331,8 +336,8 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
         mappedBlocks: 0,
         writerRecordBytes: 0,
         cleanerRecordBytes: 0,
-        liveBytes: segments.liveBytes,
-        incarnations: segments.incarnations,
+        liveBytes,
+        incarnations,
         pageStates: new Uint8Array(geometry.mapPageCount),
         pageGenerations: new Uint32Array(geometry.mapPageCount),
       },
@@ -465,7 +470,7 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
         continue
       }
       const address = entryAddress(entry, geometry.granuleBytes)
-      const seed = this.segments.seeds[Math.floor(address / geometry.segmentBytes)]!
+      const seed = this.segments.seedOf(Math.floor(address / geometry.segmentBytes))
       const start = spanStart(address, sector)
       const length = spanEnd(address, entry, sector) - start
       const span = this.readSpans.take()
@@ -498,7 +503,7 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
     const address = entryAddress(entry, this.geometry.granuleBytes)
     const resident = this.log.resident(address)
     if (resident === undefined) return false
-    const seed = this.segments.seeds[Math.floor(address / this.geometry.segmentBytes)]!
+    const seed = this.segments.seedOf(Math.floor(address / this.geometry.segmentBytes))
     const problem = decodeRecord(resident.buffer, resident.at, resident.buffer.length, seed, lba, buffer, bufferOffset)
     assert(problem === undefined, `block ${lba} in the write buffer does not decode: ${problem}`)
     return true
@@ -565,7 +570,7 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
         assert(entry !== NOT_CACHED, 'the map page of a block being read is pinned')
         if (this.servedWithoutRead(lba, entry, buffer, bufferOffset)) continue
         const address = entryAddress(entry, geometry.granuleBytes)
-        const seed = this.segments.seeds[Math.floor(address / geometry.segmentBytes)]!
+        const seed = this.segments.seedOf(Math.floor(address / geometry.segmentBytes))
         const start = spanStart(address, this.volume.sectorSize)
         const length = spanEnd(address, entry, this.volume.sectorSize) - start
         if (current === undefined || used + length > current.length) {
@@ -675,7 +680,7 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
     const { buffer, at } = placement
     block.payload.copy(buffer, at + RECORD_HEADER_BYTES)
     buffer.fill(0, at + RECORD_HEADER_BYTES + storedBytes, at + footprint)
-    sealRecord(buffer, at, lba, block.kind, storedBytes, BLOCK_SIZE, this.segments.seeds[placement.segment]!)
+    sealRecord(buffer, at, lba, block.kind, storedBytes, BLOCK_SIZE, this.segments.seedOf(placement.segment))
     this.mapper.assign(lba, makeEntry(placement.address, RECORD_HEADER_BYTES + storedBytes, this.geometry.granuleBytes))
     this.writerRecordBytes += footprint
     this.bytesSinceCut += footprint
@@ -686,7 +691,7 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
     const footprint = recordFootprint(0, this.geometry.granuleBytes)
     const placement = await this.log.place(footprint)
     placement.buffer.fill(0, placement.at, placement.at + footprint)
-    sealRecord(placement.buffer, placement.at, lba, RecordKind.TRIM, 0, count, this.segments.seeds[placement.segment]!)
+    sealRecord(placement.buffer, placement.at, lba, RecordKind.TRIM, 0, count, this.segments.seedOf(placement.segment))
     for (let each = lba; each < lba + count; each++) this.mapper.assign(each, 0)
     this.writerRecordBytes += footprint
     this.bytesSinceCut += footprint
