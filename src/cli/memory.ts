@@ -7,7 +7,9 @@
  * arena and a flush step's images); and, in lz4 mode, the compression
  * layer's block-map cache plus maps that grow with the store's logical
  * capacity, never with its keys (5 bytes per map page of 1016 blocks, 21
- * bytes per 1 MiB log segment). Large values (over 2 KiB) in flight add up
+ * bytes per 1 MiB log segment: the segment table holds only the segments in
+ * use, in chunks of 1024, so this is what it reaches once the data area
+ * fills). Large values (over 2 KiB) in flight add up
  * to 64 MiB each way while they are read or written; the bound leaves that
  * out and says so.
  *

@@ -37,7 +37,7 @@ import { reportWhenSettled } from '../report-each'
 import { BLOCK_SIZE, type BlockDevice, type BlockRequest, type DeviceStats, type ReportEach, type Volume, type VolumeRequest } from '../types'
 import { checkBlockRange, checkBlockRequests } from '../validate'
 import { BlockMap, NOT_CACHED } from './block-map'
-import { Checkpointer } from './checkpoint'
+import { CheckpointSlotWriter, Checkpointer, checkpointTablesFrom } from './checkpoint'
 import { Cleaner, type CleanerHost } from './cleaner'
 import { compressBlock, decodeLz4Block, isZeroBlock, type CompressedBlock } from './codec'
 import {
@@ -53,9 +53,7 @@ import {
   SEGMENT_MAX_BYTES,
   SEGMENT_MIN_BYTES,
   SPAN_UNIT_BYTES,
-  checkpointSlotOffset,
   decodeHeader,
-  encodeCheckpoint,
   encodeHeader,
   entryAddress,
   entrySpan,
@@ -317,14 +315,8 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
     segments.classify(-1, -1)
     const head = segments.allocate()!
     const successor = segments.allocate()!
-    const snapshot = segments.snapshot()
-    const liveBytes = new Uint32Array(geometry.segmentCount)
-    const incarnations = new Uint32Array(geometry.segmentCount)
-    liveBytes.set(snapshot.liveBytes)
-    incarnations.set(snapshot.incarnations)
-    const slot = volume.allocate(geometry.checkpointSlotBytes)
-    const length = encodeCheckpoint(
-      geometry,
+    const slots = new CheckpointSlotWriter(geometry, volume)
+    await slots.write(
       {
         generation: 1,
         headSegment: head,
@@ -336,21 +328,13 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
         mappedBlocks: 0,
         writerRecordBytes: 0,
         cleanerRecordBytes: 0,
-        liveBytes,
-        incarnations,
-        pageStates: new Uint8Array(geometry.mapPageCount),
-        pageGenerations: new Uint32Array(geometry.mapPageCount),
       },
-      slot,
+      checkpointTablesFrom(segments.snapshot(), { pageState: () => PageState.NEVER_WRITTEN, pageGeneration: () => 0 }),
     )
+    // The older-generation slot is wiped, so no checkpoint of a store that lived here before can be taken for ours.
+    await slots.wipe(0)
     const header = volume.allocate(HEADER_REGION_BYTES)
     encodeHeader(geometry, header)
-    // The older-generation slot is wiped, so no checkpoint of a store that lived here before can be taken for ours.
-    const wipe = volume.allocate(geometry.checkpointSlotBytes)
-    await volume.write([
-      { offset: checkpointSlotOffset(geometry, 1), length: roundUp(length, volume.sectorSize), buffer: slot, bufferOffset: 0 },
-      { offset: checkpointSlotOffset(geometry, 0), length: geometry.checkpointSlotBytes, buffer: wipe, bufferOffset: 0 },
-    ])
     await volume.sync()
     await volume.write([{ offset: 0, length: HEADER_REGION_BYTES, buffer: header, bufferOffset: 0 }])
     await volume.sync()
@@ -989,8 +973,4 @@ function resolveOptions(options: CompressedDeviceOptions): Required<CompressedDe
   if (settings.writeBufferBytes % CHUNK_ALIGNMENT_BYTES !== 0) throw invalidArgument(`writeBufferBytes must be a multiple of ${CHUNK_ALIGNMENT_BYTES}`)
   if (typeof settings.cleaning !== 'boolean') throw invalidArgument('cleaning must be a boolean')
   return settings
-}
-
-function roundUp(value: number, unit: number): number {
-  return Math.ceil(value / unit) * unit
 }
