@@ -413,9 +413,10 @@ export function encodeCheckpointPiece(
     encodeCheckpointFixed(geometry, fields, fixed)
     fixed.copy(target, at, from, Math.min(end, CHECKPOINT_FIXED_BYTES))
   }
-  // A u32 at checkpoint byte `offset`, or the part of it inside [from, end).
+  // A u32 at checkpoint byte `offset`, or the part of it inside [from, end) (nothing for 0: the piece is zeros already).
   const word = Buffer.alloc(4)
   const put32 = (offset: number, value: number) => {
+    if (value === 0) return
     if (offset >= from && offset + 4 <= end) {
       target.writeUInt32LE(value, at + offset - from)
       return
