@@ -6,10 +6,10 @@
 // during recovery; and cuts among the pieces a large checkpoint slot is
 // written in.
 import test from 'ava'
-import { CompressedBlockDevice, FaultyVolume, MemoryVolume, type PowerCutOptions, type VolumeRequest } from '../src/device'
+import { CompressedBlockDevice, FaultyVolume, MemoryVolume, type CompressedCreateOptions, type PowerCutOptions, type VolumeRequest } from '../src/device'
 import { CHECKPOINT_WRITE_BYTES } from '../src/device/compressed/checkpoint'
-import { HEADER_REGION_BYTES, checkpointSlotOffset, decodeCheckpoint, decodeHeader } from '../src/device/compressed/format'
-import { CRASH_SETTINGS, TripVolume, crashWorkload, runUntilCrash, type CrashRun, type OperationKind } from './helpers/compressed-crash'
+import { HEADER_REGION_BYTES, checkpointSlotOffset, decodeCheckpoint, decodeHeader, type Geometry } from '../src/device/compressed/format'
+import { CRASH_BLOCKS, CRASH_SETTINGS, TripVolume, crashWorkload, runUntilCrash, type CrashRun, type OperationKind } from './helpers/compressed-crash'
 
 const STEPS = 160
 const POLICIES: Array<Omit<PowerCutOptions, 'seed'>> = [
@@ -67,15 +67,23 @@ test('power cuts at operations spread over the workload lose no flushed block, u
   t.log(`${runs} power cuts over ${total} operations`)
 })
 
+/** With these create options, a store has 65,536 segments of 64 KiB: a checkpoint slot of ~525 KB, written in nine pieces of at most 64 KiB, its first sector last. */
+const LARGE_SLOT = { dataBytes: 4 * 1024 ** 3 }
+
+/** The layout of the stores runUntilCrash makes with `create` (only their store ids differ). */
+async function crashLayout(create: Partial<CompressedCreateOptions> = {}): Promise<Geometry> {
+  const probe = new MemoryVolume({ size: 0 })
+  const created = await CompressedBlockDevice.create(probe, { blocks: CRASH_BLOCKS, segmentBytes: 64 * 1024, ...CRASH_SETTINGS, ...create })
+  await created.close()
+  return created.geometry
+}
+
 function writesAt(from: number, to: number) {
   return (kind: OperationKind, requests: readonly VolumeRequest[]) => kind === 'write' && requests.some((request) => request.offset >= from && request.offset < to)
 }
 
 test('power cuts aimed at segment writes, checkpoint slots, map pages and discards lose no flushed block', async (t) => {
-  const probe = new MemoryVolume({ size: 0 })
-  const created = await CompressedBlockDevice.create(probe, { blocks: 20_000, segmentBytes: 64 * 1024, ...CRASH_SETTINGS })
-  const { checkpointOffset, mapOffset, dataOffset } = created.geometry
-  await created.close()
+  const { checkpointOffset, mapOffset, dataOffset } = await crashLayout()
   const targets: Array<[string, (kind: OperationKind, requests: readonly VolumeRequest[]) => boolean]> = [
     ['segment write', writesAt(dataOffset, Number.MAX_SAFE_INTEGER)],
     ['checkpoint slot write', writesAt(checkpointOffset, mapOffset)],
@@ -125,12 +133,7 @@ test('a second power cut during recovery (its discards, page writes, checkpoint)
 })
 
 test('power cuts among the pieces of a checkpoint slot written through bounded buffers lose no flushed block', async (t) => {
-  // 65,536 segments of 64 KiB: a checkpoint slot of ~525 KB, written in nine pieces of at most 64 KiB, its first sector last.
-  const create = { dataBytes: 4 * 1024 ** 3 }
-  const probe = new MemoryVolume({ size: 0 })
-  const created = await CompressedBlockDevice.create(probe, { blocks: 20_000, segmentBytes: 64 * 1024, ...CRASH_SETTINGS, ...create })
-  const { geometry } = created
-  await created.close()
+  const geometry = await crashLayout(LARGE_SLOT)
   t.is(geometry.segmentCount, 65_536)
   t.true(geometry.checkpointSlotBytes > 8 * CHECKPOINT_WRITE_BYTES)
   const slotWrites = writesAt(geometry.checkpointOffset, geometry.mapOffset)
@@ -138,7 +141,7 @@ test('power cuts among the pieces of a checkpoint slot written through bounded b
   let cuts = 0
   for (const nth of [2, 5, 9, 10, 13, 19, 24]) {
     for (const [index, policy] of POLICIES.entries()) {
-      const run = await runUntilCrash(4, STEPS, { nth, matches: slotWrites, cut: { seed: nth * 5 + index, ...policy } }, create)
+      const run = await runUntilCrash(4, STEPS, { nth, matches: slotWrites, cut: { seed: nth * 5 + index, ...policy } }, LARGE_SLOT)
       if (!run.trip.tripped) continue
       cuts++
       const problem = await recoverAndCheck(run, `cut before checkpoint slot write #${nth}, ${JSON.stringify(policy)}`)
@@ -150,18 +153,14 @@ test('power cuts among the pieces of a checkpoint slot written through bounded b
 })
 
 test('a slot whose pieces landed but whose first sector did not fails its CRC, and the store opens from the other slot', async (t) => {
-  const create = { dataBytes: 4 * 1024 ** 3 }
-  const probe = new MemoryVolume({ size: 0 })
-  const created = await CompressedBlockDevice.create(probe, { blocks: 20_000, segmentBytes: 64 * 1024, ...CRASH_SETTINGS, ...create })
-  const { geometry } = created
-  await created.close()
-  // Every store made with these options has this layout (its store id differs: read from each run's header).
+  const geometry = await crashLayout(LARGE_SLOT)
+  // Each run's store has this layout, and its own store id (read from its header).
   const slots = [checkpointSlotOffset(geometry, 0), checkpointSlotOffset(geometry, 1)]
   // The write of a slot's first sector is the one that starts at the slot.
   const firstSectorWrites = (kind: OperationKind, requests: readonly VolumeRequest[]) => kind === 'write' && requests.some((request) => slots.includes(request.offset))
   for (const nth of [1, 2, 3]) {
     // 'keep': every write before the cut lands, synced or not; the first sector's is the one the cut stops.
-    const run = await runUntilCrash(5, STEPS, { nth, matches: firstSectorWrites, cut: { seed: nth, policy: 'keep' } }, create)
+    const run = await runUntilCrash(5, STEPS, { nth, matches: firstSectorWrites, cut: { seed: nth, policy: 'keep' } }, LARGE_SLOT)
     t.true(run.trip.tripped)
     const volume = new MemoryVolume({}, run.backing)
     const buffer = volume.allocate(geometry.checkpointSlotBytes)
