@@ -3,10 +3,13 @@
 // block covered by a completed flush is lost, no block holds a value it was
 // never given, and the store keeps working. Also cuts aimed at a segment
 // write, a checkpoint slot, a map page copy and a discard, and a second cut
-// during recovery.
+// during recovery; and cuts among the pieces a large checkpoint slot is
+// written in.
 import test from 'ava'
-import { CompressedBlockDevice, FaultyVolume, MemoryVolume, type PowerCutOptions, type VolumeRequest } from '../src/device'
-import { CRASH_SETTINGS, TripVolume, crashWorkload, runUntilCrash, type CrashRun, type OperationKind } from './helpers/compressed-crash'
+import { CompressedBlockDevice, FaultyVolume, MemoryVolume, type CompressedCreateOptions, type PowerCutOptions, type VolumeRequest } from '../src/device'
+import { CHECKPOINT_WRITE_BYTES } from '../src/device/compressed/checkpoint'
+import { HEADER_REGION_BYTES, checkpointSlotOffset, decodeCheckpoint, decodeHeader, type Geometry } from '../src/device/compressed/format'
+import { CRASH_BLOCKS, CRASH_SETTINGS, TripVolume, crashWorkload, runUntilCrash, type CrashRun, type OperationKind } from './helpers/compressed-crash'
 
 const STEPS = 160
 const POLICIES: Array<Omit<PowerCutOptions, 'seed'>> = [
@@ -64,15 +67,23 @@ test('power cuts at operations spread over the workload lose no flushed block, u
   t.log(`${runs} power cuts over ${total} operations`)
 })
 
+/** With these create options, a store has 65,536 segments of 64 KiB: a checkpoint slot of ~525 KB, written in nine pieces of at most 64 KiB, its first sector last. */
+const LARGE_SLOT = { dataBytes: 4 * 1024 ** 3 }
+
+/** The layout of the stores runUntilCrash makes with `create` (only their store ids differ). */
+async function crashLayout(create: Partial<CompressedCreateOptions> = {}): Promise<Geometry> {
+  const probe = new MemoryVolume({ size: 0 })
+  const created = await CompressedBlockDevice.create(probe, { blocks: CRASH_BLOCKS, segmentBytes: 64 * 1024, ...CRASH_SETTINGS, ...create })
+  await created.close()
+  return created.geometry
+}
+
 function writesAt(from: number, to: number) {
   return (kind: OperationKind, requests: readonly VolumeRequest[]) => kind === 'write' && requests.some((request) => request.offset >= from && request.offset < to)
 }
 
 test('power cuts aimed at segment writes, checkpoint slots, map pages and discards lose no flushed block', async (t) => {
-  const probe = new MemoryVolume({ size: 0 })
-  const created = await CompressedBlockDevice.create(probe, { blocks: 20_000, segmentBytes: 64 * 1024, ...CRASH_SETTINGS })
-  const { checkpointOffset, mapOffset, dataOffset } = created.geometry
-  await created.close()
+  const { checkpointOffset, mapOffset, dataOffset } = await crashLayout()
   const targets: Array<[string, (kind: OperationKind, requests: readonly VolumeRequest[]) => boolean]> = [
     ['segment write', writesAt(dataOffset, Number.MAX_SAFE_INTEGER)],
     ['checkpoint slot write', writesAt(checkpointOffset, mapOffset)],
@@ -119,4 +130,50 @@ test('a second power cut during recovery (its discards, page writes, checkpoint)
   }
   t.deepEqual(problems, [])
   t.true(recoveriesCut >= 4, `${recoveriesCut} recoveries were themselves cut`)
+})
+
+test('power cuts among the pieces of a checkpoint slot written through bounded buffers lose no flushed block', async (t) => {
+  const geometry = await crashLayout(LARGE_SLOT)
+  t.is(geometry.segmentCount, 65_536)
+  t.true(geometry.checkpointSlotBytes > 8 * CHECKPOINT_WRITE_BYTES)
+  const slotWrites = writesAt(geometry.checkpointOffset, geometry.mapOffset)
+  const problems: string[] = []
+  let cuts = 0
+  for (const nth of [2, 5, 9, 10, 13, 19, 24]) {
+    for (const [index, policy] of POLICIES.entries()) {
+      const run = await runUntilCrash(4, STEPS, { nth, matches: slotWrites, cut: { seed: nth * 5 + index, ...policy } }, LARGE_SLOT)
+      if (!run.trip.tripped) continue
+      cuts++
+      const problem = await recoverAndCheck(run, `cut before checkpoint slot write #${nth}, ${JSON.stringify(policy)}`)
+      if (problem !== undefined) problems.push(problem)
+    }
+  }
+  t.deepEqual(problems, [])
+  t.true(cuts >= 30, `${cuts} cuts landed in checkpoint slot writes`)
+})
+
+test('a slot whose pieces landed but whose first sector did not fails its CRC, and the store opens from the other slot', async (t) => {
+  const geometry = await crashLayout(LARGE_SLOT)
+  // Each run's store has this layout, and its own store id (read from its header).
+  const slots = [checkpointSlotOffset(geometry, 0), checkpointSlotOffset(geometry, 1)]
+  // The write of a slot's first sector is the one that starts at the slot.
+  const firstSectorWrites = (kind: OperationKind, requests: readonly VolumeRequest[]) => kind === 'write' && requests.some((request) => slots.includes(request.offset))
+  for (const nth of [1, 2, 3]) {
+    // 'keep': every write before the cut lands, synced or not; the first sector's is the one the cut stops.
+    const run = await runUntilCrash(5, STEPS, { nth, matches: firstSectorWrites, cut: { seed: nth, policy: 'keep' } }, LARGE_SLOT)
+    t.true(run.trip.tripped)
+    const volume = new MemoryVolume({}, run.backing)
+    const buffer = volume.allocate(geometry.checkpointSlotBytes)
+    await volume.read([{ offset: 0, length: HEADER_REGION_BYTES, buffer, bufferOffset: 0 }])
+    const own = decodeHeader(buffer, volume.path)
+    const decoded = []
+    for (const slot of slots) {
+      await volume.read([{ offset: slot, length: geometry.checkpointSlotBytes, buffer, bufferOffset: 0 }])
+      decoded.push(decodeCheckpoint(own, buffer))
+    }
+    await volume.close()
+    const valid = decoded.filter((checkpoint) => checkpoint !== undefined)
+    t.is(valid.length, 1, `after cut #${nth} one slot holds a checkpoint and the torn one fails its checks`)
+    t.is(await recoverAndCheck(run, `cut before first-sector write #${nth}`), undefined)
+  }
 })

@@ -179,7 +179,8 @@ export class CompressedInspector {
   private async map(device: CompressedBlockDevice, progress: Progress): Promise<void> {
     const geometry = this.geometry!
     const { map, segments, mapper } = device
-    this.entriesInto = new Uint32Array(geometry.segmentCount)
+    // Segments from highWater on hold no data: an entry pointing there is reported below, never counted.
+    this.entriesInto = new Uint32Array(segments.highWater)
     let mapped = 0
     let pagesRead = 0
     for (let first = 0; first < geometry.mapPageCount; first += PAGES_PER_BATCH) {
@@ -192,8 +193,8 @@ export class CompressedInspector {
           const entry = map.lookup(lba)
           if (entry === 0 || entry === NOT_CACHED) continue
           const segment = mapper.segmentOf(entry)
-          const state = segments.states[segment]
-          if (segments.incarnations[segment] === 0 || state === SegmentState.FREE || state === SegmentState.DEAD) {
+          const state = segments.stateOf(segment)
+          if (segments.incarnationOf(segment) === 0 || state === SegmentState.FREE || state === SegmentState.DEAD) {
             this.findings.corrupt('lz4-map', `block ${lba} (map page ${page})`, `points into segment ${segment}, which holds no data`)
             continue
           }
@@ -240,11 +241,14 @@ export class CompressedInspector {
     const buffer = this.volume.allocate(geometry.segmentBytes)
     const scratch = Buffer.alloc(BLOCK_SIZE)
     const totals = { segments: 0, chunks: 0, records: 0, live: 0 }
-    for (let segment = 0; segment < geometry.segmentCount; segment++) {
+    // Segments from highWater on are blank: nothing to walk.
+    const highWater = segments.highWater
+    progress.advance(geometry.segmentCount - highWater)
+    for (let segment = 0; segment < highWater; segment++) {
       progress.advance(1)
-      const state = segments.states[segment]
+      const state = segments.stateOf(segment)
       // The successor holds nothing of the log yet (a crash may have left a torn chunk there, which the log never reached).
-      const holdsData = segments.incarnations[segment] !== 0 && state !== SegmentState.FREE && state !== SegmentState.DEAD && state !== SegmentState.SUCCESSOR
+      const holdsData = segments.incarnationOf(segment) !== 0 && state !== SegmentState.FREE && state !== SegmentState.DEAD && state !== SegmentState.SUCCESSOR
       if (!holdsData) continue
       totals.segments++
       try {
@@ -260,13 +264,13 @@ export class CompressedInspector {
       totals.live += walked.live
       if (walked.live < this.entriesInto[segment]!) {
         this.findings.corrupt('lz4-map', `segment ${segment}`, `${this.entriesInto[segment]! - walked.live} map entries point into segment ${segment} at no record of it`)
-      } else if (this.mapComplete && walked.complete && walked.liveBytes !== segments.liveBytes[segment]) {
-        this.findings.corrupt('lz4-checkpoint', `segment ${segment}`, `the segment table says ${segments.liveBytes[segment]} live bytes; its live records make ${walked.liveBytes}`)
+      } else if (this.mapComplete && walked.complete && walked.liveBytes !== segments.liveBytesOf(segment)) {
+        this.findings.corrupt('lz4-checkpoint', `segment ${segment}`, `the segment table says ${segments.liveBytesOf(segment)} live bytes; its live records make ${walked.liveBytes}`)
       }
     }
-    for (let segment = 0; segment < geometry.segmentCount; segment++) {
-      if (segments.liveBytes[segment]! > 0 && (segments.incarnations[segment] === 0 || segments.states[segment] === SegmentState.FREE)) {
-        this.findings.corrupt('lz4-checkpoint', `segment ${segment}`, `the segment table says ${segments.liveBytes[segment]} live bytes in a segment that holds no data`)
+    for (let segment = 0; segment < highWater; segment++) {
+      if (segments.liveBytesOf(segment) > 0 && (segments.incarnationOf(segment) === 0 || segments.stateOf(segment) === SegmentState.FREE)) {
+        this.findings.corrupt('lz4-checkpoint', `segment ${segment}`, `the segment table says ${segments.liveBytesOf(segment)} live bytes in a segment that holds no data`)
       }
     }
     this.findings.count('lz4 segments', totals.segments)
@@ -285,8 +289,8 @@ export class CompressedInspector {
   ): Promise<{ chunks: number; records: number; live: number; liveBytes: number; complete: boolean }> {
     const geometry = this.geometry!
     const { segments, map } = device
-    const incarnation = segments.incarnations[segment]!
-    const seed = segments.seeds[segment]!
+    const incarnation = segments.incarnationOf(segment)
+    const seed = segments.seedOf(segment)
     const recordStart = chunkRecordStart(geometry.granuleBytes)
     const result = { chunks: 0, records: 0, live: 0, liveBytes: 0, complete: true }
     let previous: { sequence: number; crc: number } | undefined

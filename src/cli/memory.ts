@@ -6,9 +6,11 @@
  * buffers); the engine's fixed buffers (commit queue, one log frame, the read
  * arena and a flush step's images); and, in lz4 mode, the compression
  * layer's tables, which grow with the store's logical capacity at most,
- * never with its keys (5 bytes per map page of 1016 blocks, 21 bytes per
- * 1 MiB log segment in use). Its block-map cache is inside `cacheSize`, or
- * 1 MiB when `cacheSize` is smaller. Large values (over 2 KiB) in flight add up
+ * never with its keys (9 bytes per map page of 1016 blocks; 21 bytes per
+ * 1 MiB log segment, the segment table holding only the segments in use, in
+ * chunks of 1024, so this is what it reaches once the data area fills). Its
+ * block-map cache is inside `cacheSize`, or 1 MiB when `cacheSize` is
+ * smaller. Large values (over 2 KiB) in flight add up
  * to 64 MiB each way while they are read or written; the bound leaves that
  * out and says so.
  *
@@ -28,7 +30,7 @@ import { MIN_MAP_CACHE_BYTES } from '../db'
 /** The engine's fixed I/O buffers: the read arena and one flush step's journal images. */
 const ENGINE_IO_BYTES = (READ_SLOTS + DEFAULT_JOURNAL_SLOT_BLOCKS) * BLOCK_SIZE
 /** Memory the lz4 layer keeps per map page (directory slot and page state) and per log segment (table entries). */
-const LZ4_BYTES_PER_MAP_PAGE = 5
+const LZ4_BYTES_PER_MAP_PAGE = 9
 const LZ4_BYTES_PER_SEGMENT = 21
 const LZ4_SEGMENT_BYTES = 1024 * 1024
 /** Room the lz4 layer's data area leaves for cleaning, over the blocks stored incompressibly. */

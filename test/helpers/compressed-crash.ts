@@ -10,6 +10,7 @@ import {
   MemoryVolume,
   reportWhenSettled,
   seededRandom,
+  type CompressedCreateOptions,
   type PowerCutOptions,
   type ReportEach,
   type Volume,
@@ -219,11 +220,11 @@ export interface CrashRun {
   failure: unknown
 }
 
-/** Creates a store, runs the workload on it with the tripwire armed, and leaves the volume as the power cut left it. */
-export async function runUntilCrash(seed: number, steps: number, tripwire: Tripwire | undefined): Promise<CrashRun> {
+/** Creates a store (`create` overrides its options), runs the workload on it with the tripwire armed, and leaves the volume as the power cut left it. */
+export async function runUntilCrash(seed: number, steps: number, tripwire: Tripwire | undefined, create: Partial<CompressedCreateOptions> = {}): Promise<CrashRun> {
   const memory = new MemoryVolume({ size: 0 })
   const backing = memory.backing
-  const created = await CompressedBlockDevice.create(memory, { blocks: CRASH_BLOCKS, segmentBytes: 64 * 1024, ...CRASH_SETTINGS })
+  const created = await CompressedBlockDevice.create(memory, { blocks: CRASH_BLOCKS, segmentBytes: 64 * 1024, ...CRASH_SETTINGS, ...create })
   await created.close()
   const trip = new TripVolume(new FaultyVolume(new MemoryVolume({}, backing)), tripwire)
   const model = new CrashModel()

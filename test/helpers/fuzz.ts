@@ -128,8 +128,8 @@ async function describe(compression: Compression, backing: MemoryBacking): Promi
       volumeTargets.push({ structure: 'lz4-map (current copy)', offset: mapPageOffset(geometry, page, state - 1), length: 4096, checked: true })
       volumeTargets.push({ structure: 'lz4-map (other copy)', offset: mapPageOffset(geometry, page, 2 - state), length: 4096, checked: false })
     }
-    for (let segment = 0; segment < geometry.segmentCount; segment++) {
-      if (lz4.segments.liveBytes[segment] === 0) continue
+    for (let segment = 0; segment < lz4.segments.highWater; segment++) {
+      if (lz4.segments.liveBytesOf(segment) === 0) continue
       const start = geometry.dataOffset + segment * geometry.segmentBytes
       volumeTargets.push({ structure: 'lz4-segment (chunk header)', offset: start, length: 128, checked: true })
       volumeTargets.push({ structure: 'lz4-segment (records)', offset: start + 128, length: geometry.segmentBytes - 128, checked: false })

@@ -305,7 +305,7 @@ export class Cleaner {
       if (this.host.closing || this.host.health.failure !== undefined || interrupted()) break
       // Copying needs room: never start a victim whose live bytes the free segments cannot take.
       const room = (segments.freeCount - 1) * geometry.segmentBytes + (geometry.segmentBytes - this.host.log.headFill)
-      if (room < (segments.liveBytes[victim]! * 5) / 4 + 2 * CHUNK_ALIGNMENT_BYTES) break
+      if (room < (segments.liveBytesOf(victim) * 5) / 4 + 2 * CHUNK_ALIGNMENT_BYTES) break
       await this.clean(victim)
       moved = true
     }
@@ -324,8 +324,8 @@ export class Cleaner {
       this.buffer ??= volume.allocate(geometry.segmentBytes)
       const buffer = this.buffer
       await volume.read([{ offset: geometry.dataOffset + victim * geometry.segmentBytes, length: geometry.segmentBytes, buffer, bufferOffset: 0 }])
-      const incarnation = segments.incarnations[victim]!
-      const seed = segments.seeds[victim]!
+      const incarnation = segments.incarnationOf(victim)
+      const seed = segments.seedOf(victim)
       const recordStart = chunkRecordStart(geometry.granuleBytes)
       for (let at = 0; at + CHUNK_ALIGNMENT_BYTES <= geometry.segmentBytes; ) {
         const header = decodeChunkHeader(geometry, buffer, at)
@@ -342,10 +342,10 @@ export class Cleaner {
         await this.moveChunk(victim, buffer, start, end, seed)
         at += header.chunkBytes
       }
-      if (segments.liveBytes[victim] === 0) this.segmentsCleaned++
+      if (segments.liveBytesOf(victim) === 0) this.segmentsCleaned++
       else this.unreadable.add(victim)
     } finally {
-      if (segments.states[victim] === SegmentState.CLEANING) segments.setState(victim, SegmentState.USED)
+      if (segments.stateOf(victim) === SegmentState.CLEANING) segments.setState(victim, SegmentState.USED)
     }
   }
 
@@ -382,7 +382,7 @@ export class Cleaner {
     const placement = await log.place(footprint)
     buffer.copy(placement.buffer, placement.at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + storedBytes)
     placement.buffer.fill(0, placement.at + RECORD_HEADER_BYTES + storedBytes, placement.at + footprint)
-    sealRecord(placement.buffer, placement.at, lba, kind as RecordKindValue, storedBytes, BLOCK_SIZE, segments.seeds[placement.segment]!)
+    sealRecord(placement.buffer, placement.at, lba, kind as RecordKindValue, storedBytes, BLOCK_SIZE, segments.seedOf(placement.segment))
     mapper.assign(lba, makeEntry(placement.address, RECORD_HEADER_BYTES + storedBytes, geometry.granuleBytes))
     this.bytesMoved += footprint
   }

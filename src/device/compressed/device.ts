@@ -37,7 +37,7 @@ import { reportWhenSettled } from '../report-each'
 import { BLOCK_SIZE, type BlockDevice, type BlockRequest, type DeviceStats, type ReportEach, type Volume, type VolumeRequest } from '../types'
 import { checkBlockRange, checkBlockRequests } from '../validate'
 import { BlockMap, NOT_CACHED } from './block-map'
-import { Checkpointer } from './checkpoint'
+import { CheckpointSlotWriter, Checkpointer, checkpointTablesFrom } from './checkpoint'
 import { Cleaner, type CleanerHost } from './cleaner'
 import { compressBlock, decodeLz4Block, isZeroBlock, type CompressedBlock } from './codec'
 import {
@@ -53,9 +53,7 @@ import {
   SEGMENT_MAX_BYTES,
   SEGMENT_MIN_BYTES,
   SPAN_UNIT_BYTES,
-  checkpointSlotOffset,
   decodeHeader,
-  encodeCheckpoint,
   encodeHeader,
   entryAddress,
   entrySpan,
@@ -313,13 +311,12 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
     const needed = volumeBytesNeeded(geometry)
     if (volume.size < needed) await volume.grow(Math.ceil(needed / volume.sectorSize) * volume.sectorSize)
 
-    const segments = new SegmentTable(geometry.segmentCount, segmentBytes, new Uint32Array(geometry.segmentCount), new Uint32Array(geometry.segmentCount), 1)
+    const segments = new SegmentTable(geometry.segmentCount, segmentBytes, 1)
     segments.classify(-1, -1)
     const head = segments.allocate()!
     const successor = segments.allocate()!
-    const slot = volume.allocate(geometry.checkpointSlotBytes)
-    const length = encodeCheckpoint(
-      geometry,
+    const slots = new CheckpointSlotWriter(geometry, volume)
+    await slots.write(
       {
         generation: 1,
         headSegment: head,
@@ -331,21 +328,13 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
         mappedBlocks: 0,
         writerRecordBytes: 0,
         cleanerRecordBytes: 0,
-        liveBytes: segments.liveBytes,
-        incarnations: segments.incarnations,
-        pageStates: new Uint8Array(geometry.mapPageCount),
-        pageGenerations: new Uint32Array(geometry.mapPageCount),
       },
-      slot,
+      checkpointTablesFrom(segments.snapshot(), { pageState: () => PageState.NEVER_WRITTEN, pageGeneration: () => 0 }),
     )
+    // The older-generation slot is wiped, so no checkpoint of a store that lived here before can be taken for ours.
+    await slots.wipe(0)
     const header = volume.allocate(HEADER_REGION_BYTES)
     encodeHeader(geometry, header)
-    // The older-generation slot is wiped, so no checkpoint of a store that lived here before can be taken for ours.
-    const wipe = volume.allocate(geometry.checkpointSlotBytes)
-    await volume.write([
-      { offset: checkpointSlotOffset(geometry, 1), length: roundUp(length, volume.sectorSize), buffer: slot, bufferOffset: 0 },
-      { offset: checkpointSlotOffset(geometry, 0), length: geometry.checkpointSlotBytes, buffer: wipe, bufferOffset: 0 },
-    ])
     await volume.sync()
     await volume.write([{ offset: 0, length: HEADER_REGION_BYTES, buffer: header, bufferOffset: 0 }])
     await volume.sync()
@@ -465,7 +454,7 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
         continue
       }
       const address = entryAddress(entry, geometry.granuleBytes)
-      const seed = this.segments.seeds[Math.floor(address / geometry.segmentBytes)]!
+      const seed = this.segments.seedOf(Math.floor(address / geometry.segmentBytes))
       const start = spanStart(address, sector)
       const length = spanEnd(address, entry, sector) - start
       const span = this.readSpans.take()
@@ -498,7 +487,7 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
     const address = entryAddress(entry, this.geometry.granuleBytes)
     const resident = this.log.resident(address)
     if (resident === undefined) return false
-    const seed = this.segments.seeds[Math.floor(address / this.geometry.segmentBytes)]!
+    const seed = this.segments.seedOf(Math.floor(address / this.geometry.segmentBytes))
     const problem = decodeRecord(resident.buffer, resident.at, resident.buffer.length, seed, lba, buffer, bufferOffset)
     assert(problem === undefined, `block ${lba} in the write buffer does not decode: ${problem}`)
     return true
@@ -565,7 +554,7 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
         assert(entry !== NOT_CACHED, 'the map page of a block being read is pinned')
         if (this.servedWithoutRead(lba, entry, buffer, bufferOffset)) continue
         const address = entryAddress(entry, geometry.granuleBytes)
-        const seed = this.segments.seeds[Math.floor(address / geometry.segmentBytes)]!
+        const seed = this.segments.seedOf(Math.floor(address / geometry.segmentBytes))
         const start = spanStart(address, this.volume.sectorSize)
         const length = spanEnd(address, entry, this.volume.sectorSize) - start
         if (current === undefined || used + length > current.length) {
@@ -675,7 +664,7 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
     const { buffer, at } = placement
     block.payload.copy(buffer, at + RECORD_HEADER_BYTES)
     buffer.fill(0, at + RECORD_HEADER_BYTES + storedBytes, at + footprint)
-    sealRecord(buffer, at, lba, block.kind, storedBytes, BLOCK_SIZE, this.segments.seeds[placement.segment]!)
+    sealRecord(buffer, at, lba, block.kind, storedBytes, BLOCK_SIZE, this.segments.seedOf(placement.segment))
     this.mapper.assign(lba, makeEntry(placement.address, RECORD_HEADER_BYTES + storedBytes, this.geometry.granuleBytes))
     this.writerRecordBytes += footprint
     this.bytesSinceCut += footprint
@@ -686,7 +675,7 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
     const footprint = recordFootprint(0, this.geometry.granuleBytes)
     const placement = await this.log.place(footprint)
     placement.buffer.fill(0, placement.at, placement.at + footprint)
-    sealRecord(placement.buffer, placement.at, lba, RecordKind.TRIM, 0, count, this.segments.seeds[placement.segment]!)
+    sealRecord(placement.buffer, placement.at, lba, RecordKind.TRIM, 0, count, this.segments.seedOf(placement.segment))
     for (let each = lba; each < lba + count; each++) this.mapper.assign(each, 0)
     this.writerRecordBytes += footprint
     this.bytesSinceCut += footprint
@@ -988,8 +977,4 @@ function resolveOptions(options: CompressedDeviceOptions): Required<CompressedDe
   if (settings.writeBufferBytes % CHUNK_ALIGNMENT_BYTES !== 0) throw invalidArgument(`writeBufferBytes must be a multiple of ${CHUNK_ALIGNMENT_BYTES}`)
   if (typeof settings.cleaning !== 'boolean') throw invalidArgument('cleaning must be a boolean')
   return settings
-}
-
-function roundUp(value: number, unit: number): number {
-  return Math.ceil(value / unit) * unit
 }

@@ -306,7 +306,8 @@ export function decodeHeader(source: Buffer, path: string): Geometry {
 
 // ---------------------------------------------------------------- checkpoint
 
-export interface Checkpoint {
+/** A checkpoint's fields besides its per-segment and per-page tables. */
+export interface CheckpointFields {
   generation: number
   headSegment: number
   headOffset: number
@@ -317,6 +318,9 @@ export interface Checkpoint {
   mappedBlocks: number
   writerRecordBytes: number
   cleanerRecordBytes: number
+}
+
+export interface Checkpoint extends CheckpointFields {
   /** Per segment: estimated live bytes. */
   liveBytes: Uint32Array
   /** Per segment: incarnation, 0 when the segment holds no data. */
@@ -327,6 +331,28 @@ export interface Checkpoint {
   pageGenerations: Uint32Array
 }
 
+/**
+ * A checkpoint's tables read entry by entry, so that a checkpoint can be
+ * encoded a piece at a time (encodeCheckpointPiece) from state that is not
+ * held as whole-volume arrays.
+ */
+export interface CheckpointTables {
+  liveBytes(segment: number): number
+  incarnation(segment: number): number
+  pageState(page: number): number
+  pageGeneration(page: number): number
+}
+
+/** The tables of a decoded (or fully built) checkpoint. */
+export function checkpointTables(checkpoint: Checkpoint): CheckpointTables {
+  return {
+    liveBytes: (segment) => checkpoint.liveBytes[segment]!,
+    incarnation: (segment) => checkpoint.incarnations[segment]!,
+    pageState: (page) => checkpoint.pageStates[page]!,
+    pageGeneration: (page) => checkpoint.pageGenerations[page]!,
+  }
+}
+
 function checkpointBytesFor(segments: number, mapPages: number): number {
   return CHECKPOINT_FIXED_BYTES + SEGMENT_TABLE_ENTRY_BYTES * segments + PAGE_TABLE_ENTRY_BYTES * mapPages
 }
@@ -335,42 +361,99 @@ export function checkpointBytes(geometry: Geometry): number {
   return checkpointBytesFor(geometry.segmentCount, geometry.mapPageCount)
 }
 
-export function encodeCheckpoint(geometry: Geometry, checkpoint: Checkpoint, target: Buffer): number {
-  const total = checkpointBytes(geometry)
-  assert(target.length >= total && total <= geometry.checkpointSlotBytes)
-  assert(checkpoint.liveBytes.length === geometry.segmentCount && checkpoint.pageStates.length === geometry.mapPageCount)
-  assert(checkpoint.pageGenerations.length === geometry.mapPageCount)
-  assert(checkpoint.headSegment < geometry.segmentCount && checkpoint.successorSegment < geometry.segmentCount)
-  assert(checkpoint.headSegment !== checkpoint.successorSegment, 'the successor is another segment than the head')
-  assert(checkpoint.headOffset <= geometry.segmentBytes && checkpoint.headOffset % CHUNK_ALIGNMENT_BYTES === 0)
-  target.fill(0, 0, total)
+/** Asserts what a checkpoint's fields must satisfy to be encoded (decodeCheckpoint refuses the rest). */
+export function checkCheckpointFields(geometry: Geometry, fields: CheckpointFields): void {
+  assert(fields.headSegment < geometry.segmentCount && fields.successorSegment < geometry.segmentCount)
+  assert(fields.headSegment !== fields.successorSegment, 'the successor is another segment than the head')
+  assert(fields.headOffset <= geometry.segmentBytes && fields.headOffset % CHUNK_ALIGNMENT_BYTES === 0)
+}
+
+function encodeCheckpointFixed(geometry: Geometry, fields: CheckpointFields, target: Buffer): void {
+  checkCheckpointFields(geometry, fields)
+  target.fill(0, 0, CHECKPOINT_FIXED_BYTES)
   CHECKPOINT_MAGIC.copy(target, 0)
   target.writeUInt16LE(FORMAT_VERSION, 8)
   target.writeUInt16LE(CHECKPOINT_FIXED_BYTES, 10)
   writeStoreId(target, geometry.storeId, 16)
-  writeU64(target, checkpoint.generation, 24)
-  target.writeUInt32LE(total, 32)
-  target.writeUInt32LE(checkpoint.headSegment, 36)
-  target.writeUInt32LE(checkpoint.headOffset, 40)
-  target.writeUInt32LE(checkpoint.successorSegment, 44)
-  writeU64(target, checkpoint.lastSequence, 48)
-  target.writeUInt32LE(checkpoint.lastChunkCrc, 56)
-  target.writeUInt32LE(checkpoint.nextIncarnation, 60)
-  writeU64(target, checkpoint.mappedBlocks, 64)
-  writeU64(target, checkpoint.writerRecordBytes, 72)
-  writeU64(target, checkpoint.cleanerRecordBytes, 80)
-  let offset = CHECKPOINT_FIXED_BYTES
-  for (let segment = 0; segment < geometry.segmentCount; segment++) {
-    target.writeUInt32LE(checkpoint.liveBytes[segment]!, offset)
-    target.writeUInt32LE(checkpoint.incarnations[segment]!, offset + 4)
-    offset += SEGMENT_TABLE_ENTRY_BYTES
+  writeU64(target, fields.generation, 24)
+  target.writeUInt32LE(checkpointBytes(geometry), 32)
+  target.writeUInt32LE(fields.headSegment, 36)
+  target.writeUInt32LE(fields.headOffset, 40)
+  target.writeUInt32LE(fields.successorSegment, 44)
+  writeU64(target, fields.lastSequence, 48)
+  target.writeUInt32LE(fields.lastChunkCrc, 56)
+  target.writeUInt32LE(fields.nextIncarnation, 60)
+  writeU64(target, fields.mappedBlocks, 64)
+  writeU64(target, fields.writerRecordBytes, 72)
+  writeU64(target, fields.cleanerRecordBytes, 80)
+}
+
+/**
+ * Encodes bytes [from, from + length) of a checkpoint (3.3) into
+ * target[at, at + length), with the CRC field (bytes 12..15) zero and zeros
+ * from totalBytes on. Pieces encoded this way, put together, are
+ * encodeCheckpoint's bytes except the CRC, which is the CRC-32C of their
+ * bytes [0, totalBytes): a checkpoint can be written through a buffer of
+ * any size.
+ */
+export function encodeCheckpointPiece(
+  geometry: Geometry,
+  fields: CheckpointFields,
+  tables: CheckpointTables,
+  from: number,
+  length: number,
+  target: Buffer,
+  at: number,
+): void {
+  assert(from >= 0 && length >= 0 && target.length >= at + length)
+  const end = from + length
+  target.fill(0, at, at + length)
+  if (from < CHECKPOINT_FIXED_BYTES) {
+    const fixed = Buffer.alloc(CHECKPOINT_FIXED_BYTES)
+    encodeCheckpointFixed(geometry, fields, fixed)
+    fixed.copy(target, at, from, Math.min(end, CHECKPOINT_FIXED_BYTES))
   }
-  target.set(checkpoint.pageStates, offset)
-  offset += geometry.mapPageCount
-  for (let page = 0; page < geometry.mapPageCount; page++, offset += 4) {
-    assert((checkpoint.pageStates[page] === PageState.NEVER_WRITTEN) === (checkpoint.pageGenerations[page] === 0), 'a written page has a generation')
-    target.writeUInt32LE(checkpoint.pageGenerations[page]!, offset)
+  // A u32 at checkpoint byte `offset`, or the part of it inside [from, end) (nothing for 0: the piece is zeros already).
+  const word = Buffer.alloc(4)
+  const put32 = (offset: number, value: number) => {
+    if (value === 0) return
+    if (offset >= from && offset + 4 <= end) {
+      target.writeUInt32LE(value, at + offset - from)
+      return
+    }
+    word.writeUInt32LE(value, 0)
+    for (let byte = Math.max(offset, from); byte < Math.min(offset + 4, end); byte++) target[at + byte - from] = word[byte - offset]!
   }
+  // Entries of `size` bytes from checkpoint byte `start` that overlap [from, end): [first, last).
+  const overlapping = (start: number, size: number, count: number) => ({
+    first: Math.max(0, Math.floor((from - start) / size)),
+    last: Math.min(count, Math.ceil((end - start) / size)),
+  })
+  const segmentsAt = CHECKPOINT_FIXED_BYTES
+  const segments = overlapping(segmentsAt, SEGMENT_TABLE_ENTRY_BYTES, geometry.segmentCount)
+  for (let segment = segments.first; segment < segments.last; segment++) {
+    const offset = segmentsAt + SEGMENT_TABLE_ENTRY_BYTES * segment
+    put32(offset, tables.liveBytes(segment))
+    put32(offset + 4, tables.incarnation(segment))
+  }
+  const statesAt = segmentsAt + SEGMENT_TABLE_ENTRY_BYTES * geometry.segmentCount
+  const states = overlapping(statesAt, 1, geometry.mapPageCount)
+  for (let page = states.first; page < states.last; page++) target[at + statesAt + page - from] = tables.pageState(page)
+  const generationsAt = statesAt + geometry.mapPageCount
+  const generations = overlapping(generationsAt, 4, geometry.mapPageCount)
+  for (let page = generations.first; page < generations.last; page++) {
+    const generation = tables.pageGeneration(page)
+    assert((tables.pageState(page) === PageState.NEVER_WRITTEN) === (generation === 0), 'a written page has a generation')
+    put32(generationsAt + 4 * page, generation)
+  }
+}
+
+export function encodeCheckpoint(geometry: Geometry, checkpoint: Checkpoint, target: Buffer): number {
+  const total = checkpointBytes(geometry)
+  assert(target.length >= total && total <= geometry.checkpointSlotBytes)
+  assert(checkpoint.liveBytes.length === geometry.segmentCount && checkpoint.pageStates.length === geometry.mapPageCount)
+  assert(checkpoint.incarnations.length === geometry.segmentCount && checkpoint.pageGenerations.length === geometry.mapPageCount)
+  encodeCheckpointPiece(geometry, checkpoint, checkpointTables(checkpoint), 0, total, target, 0)
   target.writeUInt32LE(crcWithZeroField(target, 0, total, 12), 12)
   return total
 }

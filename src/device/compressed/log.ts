@@ -238,7 +238,7 @@ export class LogWriter {
         sequence: chunk.sequence,
         chain: this.lastChunkCrc,
         segment: chunk.segment,
-        incarnation: this.segments.incarnations[chunk.segment]!,
+        incarnation: this.segments.incarnationOf(chunk.segment),
         offset: chunk.offset,
         chunkBytes,
         recordBytes: chunk.recordBytes,

@@ -18,10 +18,14 @@
  * are reused only after the next checkpoint commits, so everything the
  * older checkpoint and its log need is still on the volume.
  *
- * Memory: two segment-sized buffers while replaying, freed afterwards; map
- * pages dirtied by replay stay cached until the checkpoint the device
- * writes right after opening (they may exceed the cache budget meanwhile:
- * bounded by what the previous session dirtied since its last checkpoint).
+ * Memory: both checkpoint slots and the chosen checkpoint's decoded tables
+ * (8 bytes per segment and 5 per map page of the data area) while opening;
+ * the segment table made from them keeps only the chunks up to the highest
+ * segment in use (segments.ts). Two segment-sized buffers while replaying,
+ * freed afterwards; map pages dirtied by replay stay cached until the
+ * checkpoint the device writes right after opening (they may exceed the
+ * cache budget meanwhile: bounded by what the previous session dirtied
+ * since its last checkpoint).
  *
  * Who calls this: CompressedBlockDevice.open.
  */
@@ -88,21 +92,15 @@ export async function readCheckpoint(geometry: Geometry, volume: Volume): Promis
 
 export async function recover(geometry: Geometry, volume: Volume, budgetPages: number): Promise<Recovered> {
   const checkpoint = await readCheckpoint(geometry, volume)
-  const segments = new SegmentTable(
-    geometry.segmentCount,
-    geometry.segmentBytes,
-    Uint32Array.from(checkpoint.liveBytes),
-    Uint32Array.from(checkpoint.incarnations),
-    checkpoint.nextIncarnation,
-  )
+  const segments = new SegmentTable(geometry.segmentCount, geometry.segmentBytes, checkpoint.nextIncarnation, checkpoint)
   segments.classify(checkpoint.headSegment, checkpoint.successorSegment)
   const map = new BlockMap(geometry, volume, Uint8Array.from(checkpoint.pageStates), Uint32Array.from(checkpoint.pageGenerations), budgetPages)
   const mapper = new Mapper(geometry, map, segments, checkpoint.mappedBlocks)
   const replay = new Replay(geometry, volume, checkpoint, segments, map, mapper)
   await replay.run()
   const staleSegments: number[] = []
-  for (let segment = 0; segment < geometry.segmentCount; segment++) {
-    if (segments.states[segment] === SegmentState.FREE && segments.incarnations[segment] !== 0) staleSegments.push(segment)
+  for (let segment = 0; segment < segments.highWater; segment++) {
+    if (segments.stateOf(segment) === SegmentState.FREE && segments.incarnationOf(segment) !== 0) staleSegments.push(segment)
   }
   for (const segment of staleSegments) segments.setState(segment, SegmentState.DEAD)
   return {
@@ -182,7 +180,7 @@ class Replay {
   private enterSuccessor(chunk: AcceptedChunk): void {
     const previous = this.position.headSegment
     this.segments.setState(previous, SegmentState.USED)
-    if (this.segments.states[chunk.segment] === SegmentState.USED && this.segments.liveBytes[chunk.segment]! > 0) {
+    if (this.segments.stateOf(chunk.segment) === SegmentState.USED && this.segments.liveBytesOf(chunk.segment) > 0) {
       throw corrupt(`${this.volume.path}: the log continues into segment ${chunk.segment}, which the checkpoint says holds live data`)
     }
     this.segments.setState(chunk.segment, SegmentState.HEAD)
@@ -195,19 +193,17 @@ class Replay {
   /** The successor named by the last chunk is reserved with a fresh incarnation; nothing of it is in the log. */
   private finishSuccessor(): void {
     const { successor, headSegment } = this.position
-    if (this.segments.states[successor] !== SegmentState.SUCCESSOR) {
-      if (this.segments.states[successor] !== SegmentState.FREE) {
+    if (this.segments.stateOf(successor) !== SegmentState.SUCCESSOR) {
+      if (this.segments.stateOf(successor) !== SegmentState.FREE) {
         throw corrupt(`${this.volume.path}: the log's next segment ${successor} is in use (segment ${headSegment} is the head)`)
       }
       const old = this.checkpoint.successorSegment
-      if (old !== successor && old !== headSegment && this.segments.states[old] === SegmentState.SUCCESSOR) {
-        this.segments.setState(old, this.segments.liveBytes[old] === 0 ? SegmentState.FREE : SegmentState.USED)
+      if (old !== successor && old !== headSegment && this.segments.stateOf(old) === SegmentState.SUCCESSOR) {
+        this.segments.setState(old, this.segments.liveBytesOf(old) === 0 ? SegmentState.FREE : SegmentState.USED)
       }
       this.segments.setState(successor, SegmentState.SUCCESSOR)
     }
-    let highest = 0
-    for (const incarnation of this.segments.incarnations) highest = Math.max(highest, incarnation)
-    let next = Math.max(this.segments.nextIncarnation, highest + 1)
+    let next = Math.max(this.segments.nextIncarnation, this.segments.highestIncarnation() + 1)
     if (next > 0xffff_ffff) next = 1
     this.segments.setIncarnation(successor, next)
     this.segments.nextIncarnation = next >= 0xffff_ffff ? 1 : next + 1
@@ -239,7 +235,7 @@ class Replay {
 
   /** Applies every record of an accepted chunk to the map. */
   private async apply(chunk: AcceptedChunk, source: Buffer): Promise<void> {
-    const seed = this.segments.seeds[chunk.segment]!
+    const seed = this.segments.seedOf(chunk.segment)
     const start = chunk.offset + this.recordStart
     const end = start + chunk.recordBytes
     const where = (at: number) => `${this.volume.path}: log chunk ${chunk.sequence} (segment ${chunk.segment}), record at byte ${at}`

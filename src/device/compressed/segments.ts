@@ -19,6 +19,15 @@
  * the sum of liveBytes; `freeCount` counts FREE segments; exactly one HEAD
  * and one SUCCESSOR once the device is open.
  *
+ * Memory follows use, not the planned size of the store: the per-segment
+ * state (21 bytes a segment) is held in chunks of SEGMENTS_PER_CHUNK
+ * segments, made only up to the highest segment that is not *blank* (FREE,
+ * nothing live, incarnation 0), and the trailing chunks are dropped again
+ * when their last segment goes blank. Every segment at or beyond
+ * `highWater` is blank; loops over segments stop there. The allocator hands
+ * out the lowest-numbered FREE segment, so the segments in use stay packed
+ * at the low end and `highWater` tracks the data area actually used.
+ *
  * Who calls this: CompressedBlockDevice, the log writer, the recovery, the
  * checkpointer and the cleaner; all synchronous.
  */
@@ -36,15 +45,55 @@ export const SegmentState = {
 } as const
 export type SegmentStateValue = (typeof SegmentState)[keyof typeof SegmentState]
 
-export class SegmentTable {
+/** Segments per chunk of the table's state (a power of two: a chunk is 21 KiB). */
+export const SEGMENTS_PER_CHUNK = 1024
+const CHUNK_SHIFT = 10
+const CHUNK_MASK = SEGMENTS_PER_CHUNK - 1
+/** Bytes of state per segment: live bytes, incarnation, seed, state, writtenAt. */
+const BYTES_PER_SEGMENT = 4 + 4 + 4 + 1 + 8
+/** CRC seed of incarnation 0, the seed of a blank segment. */
+const BLANK_SEED = incarnationSeed(0)
+
+/** The state of SEGMENTS_PER_CHUNK consecutive segments (of fewer in the data area's last chunk). */
+class Chunk {
   readonly liveBytes: Uint32Array
   readonly incarnations: Uint32Array
   /** CRC seed of each segment's incarnation (records are checksummed with it). */
   readonly seeds: Uint32Array
   readonly states: Uint8Array
   /** Value of `clock` when the segment was last appended to (the age of its data). */
-  private readonly writtenAt: Float64Array
-  freeCount = 0
+  readonly writtenAt: Float64Array
+
+  constructor(readonly length: number) {
+    this.liveBytes = new Uint32Array(length)
+    this.incarnations = new Uint32Array(length)
+    this.seeds = new Uint32Array(length).fill(BLANK_SEED)
+    this.states = new Uint8Array(length)
+    this.writtenAt = new Float64Array(length)
+  }
+
+  /** True when every segment of the chunk is FREE with nothing live and incarnation 0. */
+  blank(): boolean {
+    for (let index = 0; index < this.length; index++) {
+      if (this.states[index] !== SegmentState.FREE || this.liveBytes[index] !== 0 || this.incarnations[index] !== 0) return false
+    }
+    return true
+  }
+}
+
+/** The live bytes and incarnations of segments [0, count), copied; every segment from `count` on has both 0. */
+export interface SegmentSnapshot {
+  count: number
+  liveBytes: Uint32Array
+  incarnations: Uint32Array
+}
+
+export class SegmentTable {
+  /** Chunk i holds segments [i * SEGMENTS_PER_CHUNK, (i + 1) * SEGMENTS_PER_CHUNK). */
+  private readonly chunks: Chunk[] = []
+  /** No segment below it is FREE: allocate() searches from here. At most highWater. */
+  private lowestFree = 0
+  freeCount: number
   liveTotal = 0
   /** Bytes ever removed from live (only grows): new garbage shows as a change here. */
   removedTotal = 0
@@ -54,106 +103,195 @@ export class SegmentTable {
   /** Advances by one per segment filled: the time unit of cost-benefit cleaning. */
   clock = 0
 
+  /**
+   * A table of `segmentCount` segments, all FREE until classify(). `initial`
+   * (a checkpoint's tables, one entry per segment) gives their live bytes and
+   * incarnations; it is copied up to its last segment that is not blank, and
+   * not kept.
+   */
   constructor(
     readonly segmentCount: number,
     readonly segmentBytes: number,
-    liveBytes: Uint32Array,
-    incarnations: Uint32Array,
     nextIncarnation: number,
+    initial?: { liveBytes: ArrayLike<number>; incarnations: ArrayLike<number> },
   ) {
-    assert(liveBytes.length === segmentCount && incarnations.length === segmentCount)
-    this.liveBytes = liveBytes
-    this.incarnations = incarnations
-    this.seeds = new Uint32Array(segmentCount)
-    this.states = new Uint8Array(segmentCount)
-    this.writtenAt = new Float64Array(segmentCount)
     this.nextIncarnation = nextIncarnation === 0 ? 1 : nextIncarnation
-    for (let segment = 0; segment < segmentCount; segment++) {
-      this.seeds[segment] = incarnationSeed(incarnations[segment]!)
-      this.liveTotal += liveBytes[segment]!
+    this.freeCount = segmentCount
+    if (initial === undefined) return
+    assert(initial.liveBytes.length === segmentCount && initial.incarnations.length === segmentCount)
+    let top = segmentCount - 1
+    while (top >= 0 && initial.liveBytes[top] === 0 && initial.incarnations[top] === 0) top--
+    for (let segment = 0; segment <= top; segment++) {
+      const chunk = this.chunkFor(segment)
+      const index = segment & CHUNK_MASK
+      chunk.liveBytes[index] = initial.liveBytes[segment]!
+      chunk.incarnations[index] = initial.incarnations[segment]!
+      chunk.seeds[index] = incarnationSeed(initial.incarnations[segment]!)
+      this.liveTotal += initial.liveBytes[segment]!
     }
   }
 
+  /** Segments the table holds state for; every segment from here on is blank (FREE, nothing live, incarnation 0). */
+  get highWater(): number {
+    const last = this.chunks.length - 1
+    return last < 0 ? 0 : last * SEGMENTS_PER_CHUNK + this.chunks[last]!.length
+  }
+
   memoryBytes(): number {
-    return this.segmentCount * (4 + 4 + 4 + 1 + 8)
+    let segments = 0
+    for (const chunk of this.chunks) segments += chunk.length
+    return segments * BYTES_PER_SEGMENT
+  }
+
+  stateOf(segment: number): SegmentStateValue {
+    const chunk = this.chunks[segment >>> CHUNK_SHIFT]
+    return chunk === undefined ? SegmentState.FREE : (chunk.states[segment & CHUNK_MASK] as SegmentStateValue)
+  }
+
+  liveBytesOf(segment: number): number {
+    const chunk = this.chunks[segment >>> CHUNK_SHIFT]
+    return chunk === undefined ? 0 : chunk.liveBytes[segment & CHUNK_MASK]!
+  }
+
+  incarnationOf(segment: number): number {
+    const chunk = this.chunks[segment >>> CHUNK_SHIFT]
+    return chunk === undefined ? 0 : chunk.incarnations[segment & CHUNK_MASK]!
+  }
+
+  /** CRC seed of the segment's incarnation (records are checksummed with it). */
+  seedOf(segment: number): number {
+    const chunk = this.chunks[segment >>> CHUNK_SHIFT]
+    return chunk === undefined ? BLANK_SEED : chunk.seeds[segment & CHUNK_MASK]!
+  }
+
+  /** The chunk holding `segment`, made (with every chunk below it) if it does not exist yet. */
+  private chunkFor(segment: number): Chunk {
+    assert(Number.isSafeInteger(segment) && segment >= 0 && segment < this.segmentCount, `segment ${segment} is outside the data area`)
+    const wanted = segment >>> CHUNK_SHIFT
+    while (this.chunks.length <= wanted) {
+      const first = this.chunks.length * SEGMENTS_PER_CHUNK
+      this.chunks.push(new Chunk(Math.min(SEGMENTS_PER_CHUNK, this.segmentCount - first)))
+    }
+    return this.chunks[wanted]!
+  }
+
+  /** Drops trailing chunks whose segments are all blank. */
+  private dropBlankChunks(): void {
+    while (this.chunks.length > 0 && this.chunks[this.chunks.length - 1]!.blank()) this.chunks.pop()
+    this.lowestFree = Math.min(this.lowestFree, this.highWater)
   }
 
   /** Sets the states from a checkpoint: head and successor as given, FREE where nothing is live. */
   classify(head: number, successor: number): void {
-    this.freeCount = 0
+    if (head >= 0) this.chunkFor(head)
+    if (successor >= 0) this.chunkFor(successor)
+    this.freeCount = this.segmentCount - this.highWater
     this.sealedCount = 0
-    for (let segment = 0; segment < this.segmentCount; segment++) {
-      if (segment === head) this.states[segment] = SegmentState.HEAD
-      else if (segment === successor) this.states[segment] = SegmentState.SUCCESSOR
-      else if (this.liveBytes[segment] === 0) {
-        this.states[segment] = SegmentState.FREE
-        this.freeCount++
-      } else {
-        this.states[segment] = SegmentState.USED
-        this.sealedCount++
+    this.lowestFree = 0
+    this.chunks.forEach((chunk, chunkIndex) => {
+      for (let index = 0; index < chunk.length; index++) {
+        const segment = chunkIndex * SEGMENTS_PER_CHUNK + index
+        if (segment === head) chunk.states[index] = SegmentState.HEAD
+        else if (segment === successor) chunk.states[index] = SegmentState.SUCCESSOR
+        else if (chunk.liveBytes[index] === 0) {
+          chunk.states[index] = SegmentState.FREE
+          this.freeCount++
+        } else {
+          chunk.states[index] = SegmentState.USED
+          this.sealedCount++
+        }
       }
-    }
-  }
-
-  /** Marks a segment reached by log replay as part of the log (it may be FREE in the checkpoint). */
-  claimForReplay(segment: number, incarnation: number): void {
-    const state = this.states[segment]
-    if (state === SegmentState.FREE) {
-      this.freeCount--
-      this.states[segment] = SegmentState.USED
-      this.sealedCount++
-    }
-    this.setIncarnation(segment, incarnation)
+    })
   }
 
   setState(segment: number, state: SegmentStateValue): void {
-    const before = this.states[segment]!
+    const before = this.stateOf(segment)
     if (before === state) return
+    const chunk = this.chunkFor(segment)
     if (before === SegmentState.FREE) this.freeCount--
-    if (state === SegmentState.FREE) this.freeCount++
+    if (state === SegmentState.FREE) {
+      this.freeCount++
+      this.lowestFree = Math.min(this.lowestFree, segment)
+    }
     const sealed = (value: number) => value === SegmentState.USED || value === SegmentState.CLEANING || value === SegmentState.DEAD
     if (sealed(before)) this.sealedCount--
     if (sealed(state)) this.sealedCount++
-    this.states[segment] = state
+    chunk.states[segment & CHUNK_MASK] = state
   }
 
   setIncarnation(segment: number, incarnation: number): void {
-    this.incarnations[segment] = incarnation
-    this.seeds[segment] = incarnationSeed(incarnation)
+    if (incarnation === 0 && this.chunks[segment >>> CHUNK_SHIFT] === undefined) return
+    const chunk = this.chunkFor(segment)
+    chunk.incarnations[segment & CHUNK_MASK] = incarnation
+    chunk.seeds[segment & CHUNK_MASK] = incarnationSeed(incarnation)
+  }
+
+  /** The lowest-numbered FREE segment, if any. */
+  private lowestFreeSegment(): number | undefined {
+    for (let chunkIndex = this.lowestFree >>> CHUNK_SHIFT; chunkIndex < this.chunks.length; chunkIndex++) {
+      const first = chunkIndex * SEGMENTS_PER_CHUNK
+      const found = this.chunks[chunkIndex]!.states.indexOf(SegmentState.FREE, Math.max(0, this.lowestFree - first))
+      if (found >= 0) return first + found
+    }
+    return this.highWater < this.segmentCount ? this.highWater : undefined
   }
 
   /** Reserves the lowest-numbered FREE segment as a successor, with a new incarnation; undefined if none is free. */
   allocate(): number | undefined {
     if (this.freeCount === 0) return undefined
-    const segment = this.states.indexOf(SegmentState.FREE)
-    assert(segment >= 0, 'freeCount says a segment is free')
+    const segment = this.lowestFreeSegment()
+    assert(segment !== undefined, 'freeCount says a segment is free')
     this.setState(segment, SegmentState.SUCCESSOR)
+    this.lowestFree = segment + 1
     const incarnation = this.nextIncarnation
     this.nextIncarnation = this.nextIncarnation >= 0xffff_ffff ? 1 : this.nextIncarnation + 1
     this.setIncarnation(segment, incarnation)
-    this.writtenAt[segment] = this.clock
+    this.chunkFor(segment).writtenAt[segment & CHUNK_MASK] = this.clock
     return segment
   }
 
   addLive(segment: number, bytes: number): void {
-    this.liveBytes[segment]! += bytes
+    const chunk = this.chunkFor(segment)
+    chunk.liveBytes[segment & CHUNK_MASK]! += bytes
+    chunk.writtenAt[segment & CHUNK_MASK] = this.clock
     this.liveTotal += bytes
-    this.writtenAt[segment] = this.clock
   }
 
   removeLive(segment: number, bytes: number): void {
-    assert(this.liveBytes[segment]! >= bytes, `segment ${segment} would hold fewer than zero live bytes`)
-    this.liveBytes[segment]! -= bytes
+    assert(this.liveBytesOf(segment) >= bytes, `segment ${segment} would hold fewer than zero live bytes`)
+    if (bytes === 0) return
+    this.chunks[segment >>> CHUNK_SHIFT]!.liveBytes[segment & CHUNK_MASK]! -= bytes
     this.liveTotal -= bytes
     this.removedTotal += bytes
+  }
+
+  /** The highest incarnation any segment holds (0 if none). */
+  highestIncarnation(): number {
+    let highest = 0
+    for (const chunk of this.chunks) for (const incarnation of chunk.incarnations) highest = Math.max(highest, incarnation)
+    return highest
+  }
+
+  /** What a checkpoint records of the segments now: their live bytes and incarnations up to highWater. */
+  snapshot(): SegmentSnapshot {
+    const count = this.highWater
+    const liveBytes = new Uint32Array(count)
+    const incarnations = new Uint32Array(count)
+    this.chunks.forEach((chunk, chunkIndex) => {
+      liveBytes.set(chunk.liveBytes, chunkIndex * SEGMENTS_PER_CHUNK)
+      incarnations.set(chunk.incarnations, chunkIndex * SEGMENTS_PER_CHUNK)
+    })
+    return { count, liveBytes, incarnations }
   }
 
   /** Sealed segments with nothing live (not yet marked DEAD). */
   emptySegments(): number[] {
     const empty: number[] = []
-    for (let segment = 0; segment < this.segmentCount; segment++) {
-      if (this.states[segment] === SegmentState.USED && this.liveBytes[segment] === 0) empty.push(segment)
-    }
+    this.chunks.forEach((chunk, chunkIndex) => {
+      for (let index = 0; index < chunk.length; index++) {
+        if (chunk.states[index] === SegmentState.USED && chunk.liveBytes[index] === 0) empty.push(chunkIndex * SEGMENTS_PER_CHUNK + index)
+      }
+    })
     return empty
   }
 
@@ -164,11 +302,12 @@ export class SegmentTable {
     return empty
   }
 
-  /** A DEAD segment no committed checkpoint needs any more, and discarded: it is FREE. */
+  /** A DEAD segment no committed checkpoint needs any more, and discarded: it is FREE (and blank). */
   release(segment: number): void {
-    assert(this.states[segment] === SegmentState.DEAD && this.liveBytes[segment] === 0, `segment ${segment} released while in use`)
+    assert(this.stateOf(segment) === SegmentState.DEAD && this.liveBytesOf(segment) === 0, `segment ${segment} released while in use`)
     this.setState(segment, SegmentState.FREE)
     this.setIncarnation(segment, 0)
+    if (segment >>> CHUNK_SHIFT === this.chunks.length - 1) this.dropBlankChunks()
   }
 
   /**
@@ -179,11 +318,14 @@ export class SegmentTable {
    */
   leastUtilized(count: number, maxUtilization: number, excluded: ReadonlySet<number>): number[] {
     const scored: Array<{ segment: number; utilization: number }> = []
-    for (let segment = 0; segment < this.segmentCount; segment++) {
-      if (this.states[segment] !== SegmentState.USED || this.liveBytes[segment] === 0 || excluded.has(segment)) continue
-      const utilization = this.liveBytes[segment]! / this.segmentBytes
-      if (utilization < maxUtilization) scored.push({ segment, utilization })
-    }
+    this.chunks.forEach((chunk, chunkIndex) => {
+      for (let index = 0; index < chunk.length; index++) {
+        const segment = chunkIndex * SEGMENTS_PER_CHUNK + index
+        if (chunk.states[index] !== SegmentState.USED || chunk.liveBytes[index] === 0 || excluded.has(segment)) continue
+        const utilization = chunk.liveBytes[index]! / this.segmentBytes
+        if (utilization < maxUtilization) scored.push({ segment, utilization })
+      }
+    })
     scored.sort((left, right) => left.utilization - right.utilization)
     return scored.slice(0, count).map((entry) => entry.segment)
   }
@@ -195,13 +337,15 @@ export class SegmentTable {
    */
   chooseVictims(count: number, maxUtilization: number): number[] {
     const scored: Array<{ segment: number; score: number }> = []
-    for (let segment = 0; segment < this.segmentCount; segment++) {
-      if (this.states[segment] !== SegmentState.USED || this.liveBytes[segment] === 0) continue
-      const utilization = Math.min(1, this.liveBytes[segment]! / this.segmentBytes)
-      if (utilization >= maxUtilization) continue
-      const age = 1 + this.clock - this.writtenAt[segment]!
-      scored.push({ segment, score: ((1 - utilization) * age) / (1 + utilization) })
-    }
+    this.chunks.forEach((chunk, chunkIndex) => {
+      for (let index = 0; index < chunk.length; index++) {
+        if (chunk.states[index] !== SegmentState.USED || chunk.liveBytes[index] === 0) continue
+        const utilization = Math.min(1, chunk.liveBytes[index]! / this.segmentBytes)
+        if (utilization >= maxUtilization) continue
+        const age = 1 + this.clock - chunk.writtenAt[index]!
+        scored.push({ segment: chunkIndex * SEGMENTS_PER_CHUNK + index, score: ((1 - utilization) * age) / (1 + utilization) })
+      }
+    })
     scored.sort((left, right) => right.score - left.score)
     return scored.slice(0, count).map((entry) => entry.segment)
   }

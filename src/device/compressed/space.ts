@@ -97,13 +97,13 @@ export async function spaceBreakdown(device: CompressedBlockDevice, regions: rea
   }
   const buffer = volume.allocate(geometry.segmentBytes)
   const recordStart = chunkRecordStart(geometry.granuleBytes)
-  for (let segment = 0; segment < geometry.segmentCount; segment++) {
-    const state = segments.states[segment]
+  for (let segment = 0; segment < segments.highWater; segment++) {
+    const state = segments.stateOf(segment)
     if (state === SegmentState.FREE || state === SegmentState.SUCCESSOR) continue
     result.segmentsInUse++
     await volume.read([{ offset: geometry.dataOffset + segment * geometry.segmentBytes, length: geometry.segmentBytes, buffer, bufferOffset: 0 }])
-    const incarnation = segments.incarnations[segment]!
-    const seed = segments.seeds[segment]!
+    const incarnation = segments.incarnationOf(segment)
+    const seed = segments.seedOf(segment)
     let writtenEnd = 0
     for (let at = 0; at + CHUNK_ALIGNMENT_BYTES <= geometry.segmentBytes; ) {
       const header = decodeChunkHeader(geometry, buffer, at)
