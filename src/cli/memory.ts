@@ -29,7 +29,7 @@ import { MIN_MAP_CACHE_BYTES } from '../db'
 
 /** The engine's fixed I/O buffers: the read arena and one flush step's journal images. */
 const ENGINE_IO_BYTES = (READ_SLOTS + DEFAULT_JOURNAL_SLOT_BLOCKS) * BLOCK_SIZE
-/** Memory the lz4 layer keeps per map page (directory slot and page state) and per log segment (table entries). */
+/** Memory the lz4 layer keeps per map page (directory slot, page state and generation) and per log segment (table entries). */
 const LZ4_BYTES_PER_MAP_PAGE = 9
 const LZ4_BYTES_PER_SEGMENT = 21
 const LZ4_SEGMENT_BYTES = 1024 * 1024
