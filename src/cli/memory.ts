@@ -32,6 +32,8 @@ const ENGINE_IO_BYTES = (READ_SLOTS + DEFAULT_JOURNAL_SLOT_BLOCKS) * BLOCK_SIZE
 /** Memory the lz4 layer keeps per map page (directory slot, page state and generation) and per log segment (table entries). */
 const LZ4_BYTES_PER_MAP_PAGE = 9
 const LZ4_BYTES_PER_SEGMENT = 21
+/** A cached map page: its 4 KiB of entries and bookkeeping (block-map.ts). */
+const LZ4_CACHED_PAGE_BYTES = 4096 + 160
 const LZ4_SEGMENT_BYTES = 1024 * 1024
 /** Room the lz4 layer's data area leaves for cleaning, over the blocks stored incompressibly. */
 const LZ4_DATA_AREA_FACTOR = 1.35
@@ -70,6 +72,11 @@ export function lz4MapBytes(capacityBytes: number): number {
   const blocks = Math.ceil(capacityBytes / BLOCK_SIZE)
   const dataBytes = Math.min(MAX_DATA_BYTES, blocks * (RECORD_MAX_BYTES + 16) * LZ4_DATA_AREA_FACTOR)
   return Math.ceil(blocks / ENTRIES_PER_PAGE) * LZ4_BYTES_PER_MAP_PAGE + Math.ceil(dataBytes / LZ4_SEGMENT_BYTES) * LZ4_BYTES_PER_SEGMENT
+}
+
+/** The LZ4 block map of `logicalBytes` in use, cached whole (4 KiB page + bookkeeping per 1016 blocks): its share of cacheSize for one read per GET. */
+export function lz4BlockMapBytes(logicalBytes: number): number {
+  return Math.ceil(Math.ceil(logicalBytes / BLOCK_SIZE) / ENTRIES_PER_PAGE) * LZ4_CACHED_PAGE_BYTES
 }
 
 /** For a store not yet made: `capacityBytes` of logical space in `compression` mode. */

@@ -4,10 +4,10 @@
  * reads per GET, and the memory a store of that size needs.
  */
 
-import { DEFAULTS, DEFAULT_COMPRESSION, defaultImageBytes, plan } from '../../db'
+import { DEFAULTS, DEFAULT_COMPRESSION, defaultImageBytes, MIN_MAP_CACHE_BYTES, plan } from '../../db'
 import { bytesOption, choiceOption, countOption, UsageError } from '../args'
 import { type Command, EXIT, write } from '../command'
-import { plannedMemory } from '../memory'
+import { lz4BlockMapBytes, plannedMemory } from '../memory'
 import { COMPRESSION_MODES } from './create'
 import { formatBytes, formatCount, formatJson, formatPercent, formatTable } from '../output'
 
@@ -50,8 +50,9 @@ GET, and the memory it needs (which does not grow with the number of keys).
     const sizing = plan({ keys, keySize, valueSize })
     const imageBytes = defaultImageBytes(sizing)
     const memory = plannedMemory(memorySettings, compression, imageBytes)
+    const blockMapBytes = compression === 'lz4' ? lz4BlockMapBytes(sizing.logicalBytes) : 0
     if (args.json) {
-      await write(io.stdout, formatJson({ keys, keySize, valueSize, compression, ...sizing, imageBytes, memory }))
+      await write(io.stdout, formatJson({ keys, keySize, valueSize, compression, ...sizing, imageBytes, memory, blockMapBytes }))
       return EXIT.ok
     }
     const physical =
@@ -62,8 +63,21 @@ GET, and the memory it needs (which does not grow with the number of keys).
       `cache ${formatBytes(memory.cache)}`,
       `write buffer ${formatBytes(memory.writeBuffer)}`,
       `engine buffers ${formatBytes(memory.engineBuffers)}`,
-      ...(memory.device > 0 ? [`LZ4 maps ${formatBytes(memory.device)}`] : []),
+      ...(memory.device > 0 ? [`LZ4 tables ${formatBytes(memory.device)}`] : []),
     ]
+    const mapShare = Math.max(memorySettings.cacheSize, MIN_MAP_CACHE_BYTES)
+    const blockMap: Array<[string, string]> =
+      compression !== 'lz4'
+        ? []
+        : blockMapBytes <= mapShare
+          ? [['block map', `${formatBytes(blockMapBytes)} of the cache, taken first, for one device read per GET`]]
+          : [
+              [
+                'block map',
+                `${formatBytes(blockMapBytes)}, more than the cache (${formatBytes(mapShare)}): GETs will often cost a second read; ` +
+                  `give --cache-size / cacheSize at least ${formatBytes(blockMapBytes)}`,
+              ],
+            ]
     const rows: Array<[string, string]> = [
       ['buckets', `${formatCount(sizing.buckets)} of 4 KiB, ${sizing.entriesPerBucket.toFixed(2)} entries each on average`],
       ['entry', `${formatCount(sizing.entryBytes)} bytes; values ${sizing.valuesInline ? 'inside the buckets' : 'in extents (one more read per GET)'}`],
@@ -74,6 +88,7 @@ GET, and the memory it needs (which does not grow with the number of keys).
       ['image file', `${formatBytes(imageBytes)} logical when created without --size (sparse: only what is written takes space)`],
       ['memory', `about ${formatBytes(memory.total)}, set when the store is made; it does not grow as keys are added:`],
       ['', memoryParts.join(', ')],
+      ...blockMap,
     ]
     await write(io.stdout, `${formatCount(keys)} keys of ${keySize} + ${valueSize} bytes, ${compression === 'lz4' ? 'LZ4 compression' : 'no compression'}:\n${formatTable(rows)}\n`)
     return EXIT.ok
