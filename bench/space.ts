@@ -13,9 +13,10 @@
 // the smaller) / (difference in keys).
 //
 // Usage: npm run bench:space -- [--keys 1000000,3000000] [--value-size 100]
-//        [--compression lz4|none] [--runs N] [--dir DIR]
-// With --runs N every count runs N times (in rounds) and memory per key is
-// taken from the medians.
+//        [--compression lz4|none] [--runs N] [--serves N] [--dir DIR]
+// Each load is served by --serves processes (default 5), and its serving
+// RSS is their median; with --runs N every count is loaded N times (in
+// rounds) and memory per key is taken from the medians of those.
 // Data goes under --dir (default os.tmpdir(), on the ext4 disk), deleted after.
 
 import { spawn } from 'node:child_process'
@@ -42,6 +43,8 @@ interface Sample {
   rss: { anonBytes: number; fileBytes: number; heapTotalBytes: number; heapUsedBytes: number; externalBytes: number; arrayBuffersBytes: number }
   storeMemoryBytes: number
   storeMemory: Record<string, number>
+  /** Serving RSS of every serving process of this load, smallest first (rssBytes is their median). */
+  servingRssRuns: number[]
   loadSeconds: number
   /** Serving phase: how long the GETs took, and the longest the event loop was held (idle cleaning runs then). */
   serveSeconds: number
@@ -247,10 +250,18 @@ function runChild<T>(args: string[]): Promise<T> {
   })
 }
 
-async function measure(file: string, keys: number, valueSize: number, compression: string): Promise<Sample> {
+/**
+ * One load, then `serves` serving processes on the loaded store: the sample
+ * is the serving process with the median RSS (a process's RSS moves by
+ * megabytes with where the allocator happened to put things; serving is
+ * cheap to repeat, loading is not).
+ */
+async function measure(file: string, keys: number, valueSize: number, compression: string, serves: number): Promise<Sample> {
   const loaded = await runChild<LoadSample>(['load', file, String(keys), String(valueSize), compression])
-  const served = await runChild<ServeSample>(['serve', file, String(keys), String(valueSize)])
-  return { ...loaded, ...served }
+  const served: ServeSample[] = []
+  for (let serve = 0; serve < serves; serve++) served.push(await runChild<ServeSample>(['serve', file, String(keys), String(valueSize)]))
+  served.sort((left, right) => left.rssBytes - right.rssBytes)
+  return { ...loaded, ...served[(served.length - 1) >> 1]!, servingRssRuns: served.map((sample) => sample.rssBytes) }
 }
 
 const mib = (bytes: number): string => (bytes / 1024 / 1024).toFixed(1)
@@ -268,12 +279,14 @@ async function main(): Promise<void> {
       'value-size': { type: 'string', default: '100' },
       compression: { type: 'string', default: 'lz4' },
       runs: { type: 'string', default: '1' },
+      serves: { type: 'string', default: '5' },
       dir: { type: 'string', default: os.tmpdir() },
     },
   })
   const counts = values.keys.split(',').map(Number)
   const valueSize = Number(values['value-size'])
   const runs = Number(values.runs)
+  const serves = Number(values.serves)
   const directory = fs.mkdtempSync(path.join(values.dir, 'cubby-space-'))
   const samples = new Map<number, Sample[]>(counts.map((keys) => [keys, []]))
   try {
@@ -281,14 +294,14 @@ async function main(): Promise<void> {
     for (let run = 0; run < runs; run++) {
       for (const keys of counts) {
         const file = path.join(directory, `store-${keys}.img`)
-        const sample = await measure(file, keys, valueSize, values.compression)
+        const sample = await measure(file, keys, valueSize, values.compression, serves)
         samples.get(keys)!.push(sample)
         fs.rmSync(file)
         console.log(
           `${keys.toLocaleString()} keys (${values.compression}, ${valueSize} B values${runs > 1 ? `, run ${run + 1}` : ''}): ` +
             `file ${mib(sample.fileAllocatedBytes)} MiB allocated for ${mib(sample.rawBytes)} MiB of keys + values = ` +
             `${(sample.fileAllocatedBytes / sample.rawBytes).toFixed(3)}×; device physical ${mib(sample.physicalBytes)} MiB; ` +
-            `serving RSS ${mib(sample.rssBytes)} MiB (anon ${mib(sample.rss.anonBytes)}, file ${mib(sample.rss.fileBytes)}; V8 heap ${mib(sample.rss.heapTotalBytes)}, ` +
+            `serving RSS ${mib(sample.rssBytes)} MiB (median of ${sample.servingRssRuns.map(mib).join(', ')}; anon ${mib(sample.rss.anonBytes)}, file ${mib(sample.rss.fileBytes)}; V8 heap ${mib(sample.rss.heapTotalBytes)}, ` +
             `external ${mib(sample.rss.externalBytes)}); store accounts ${mib(sample.storeMemoryBytes)} MiB ` +
             `(${Object.entries(sample.storeMemory)
               .filter(([part, bytes]) => part !== 'total' && bytes > 0)
