@@ -94,7 +94,7 @@ export async function recover(geometry: Geometry, volume: Volume, budgetPages: n
   const checkpoint = await readCheckpoint(geometry, volume)
   const segments = new SegmentTable(geometry.segmentCount, geometry.segmentBytes, checkpoint.nextIncarnation, checkpoint)
   segments.classify(checkpoint.headSegment, checkpoint.successorSegment)
-  const map = new BlockMap(geometry, volume, Uint8Array.from(checkpoint.pageStates), Uint32Array.from(checkpoint.pageGenerations), budgetPages)
+  const map = new BlockMap(geometry, volume, checkpoint, budgetPages)
   const mapper = new Mapper(geometry, map, segments, checkpoint.mappedBlocks)
   const replay = new Replay(geometry, volume, checkpoint, segments, map, mapper)
   await replay.run()
