@@ -21,7 +21,8 @@
  * Memory: both checkpoint slots and the chosen checkpoint's decoded tables
  * (8 bytes per segment and 5 per map page of the data area) while opening;
  * the segment table made from them keeps only the chunks up to the highest
- * segment in use (segments.ts). Two segment-sized buffers while replaying,
+ * segment in use (segments.ts), and the block map only the chunks of the
+ * pages ever written (block-map.ts). Two segment-sized buffers while replaying,
  * freed afterwards; map pages dirtied by replay stay cached until the
  * checkpoint the device writes right after opening (they may exceed the
  * cache budget meanwhile: bounded by what the previous session dirtied
