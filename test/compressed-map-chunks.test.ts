@@ -5,11 +5,13 @@
 // memory as one planned small holding the same; before, it kept 9 bytes for
 // every planned page (38 MB). Pages in chunks far apart are written,
 // trimmed, evicted, reloaded, checkpointed and reopened; checkStore reads
-// them and finds damage in the top one. (Power cuts over a workload spread
-// over many chunks: compressed-crash.test.ts.)
+// them and finds damage in the top one; `cubby plan`'s figure bounds the
+// tables of stores loaded to their planned keys. (Power cuts over a workload
+// spread over many chunks: compressed-crash.test.ts.)
 import test from 'ava'
 import { checkVolume } from '../src/check'
-import { openOnVolume } from '../src/db'
+import { openOnVolume, plan } from '../src/db'
+import { lz4TableBytes, plannedLogicalBytes } from '../src/cli/memory'
 import { BLOCK_SIZE, CompressedBlockDevice, FaultyVolume, MemoryVolume, type CompressedCreateOptions, type MemoryBacking } from '../src/device'
 import { BYTES_PER_PAGE_STATE, CHUNK_OVERHEAD_BYTES, PAGES_PER_CHUNK } from '../src/device/compressed/block-map'
 import { ENTRIES_PER_PAGE, MAP_PAGE_BYTES, MAX_BLOCK_COUNT, PageState, mapPageOffset } from '../src/device/compressed/format'
@@ -213,4 +215,29 @@ test('checkStore reads the map pages of a store sized at the most blocks, and fi
     damaged.problems.some((problem) => problem.structure === 'lz4-map' && problem.location.includes(`map page ${topPage}`)),
     JSON.stringify(damaged.problems.slice(0, 3)),
   )
+})
+
+test("cubby plan's LZ4 tables bound the map state and segment table of stores loaded to their planned keys", async (t) => {
+  // Values inline in the buckets at the bottom of the logical space; values in extents, which the heap takes from its top.
+  for (const [keys, valueSize] of [
+    [100_000, 100],
+    [20_000, 3000],
+  ] as const) {
+    const volume = new MemoryVolume({ size: 0 })
+    const db = await openOnVolume(volume, { expectedKeys: keys, valueSize, sync: false }, { fresh: true })
+    for (let first = 0; first < keys; first += 1000) {
+      await db.batch(Array.from({ length: 1000 }, (_, index) => ({ type: 'put' as const, key: `user${first + index}`, value: Buffer.alloc(valueSize, index) })))
+    }
+    await db.close()
+    const device = await CompressedBlockDevice.open(new MemoryVolume({ readOnly: true }, volume.backing))
+    const label = `${keys} keys of ${valueSize} bytes`
+    const bound = lz4TableBytes(plannedLogicalBytes(plan({ keys, valueSize })), device.blockCount * BLOCK_SIZE)
+    const tables = device.map.memoryBytes() - device.map.cachedBytes() - LOAD_BUFFER_BYTES + device.segments.memoryBytes()
+    const chunks = new Set(device.map.pagesInUse().map((page) => Math.floor(page / PAGES_PER_CHUNK)))
+    t.log(`${label}: chunks ${[...chunks].join(', ')} of ${Math.ceil(device.geometry.mapPageCount / PAGES_PER_CHUNK)}; tables ${tables} bytes, bound ${bound}`)
+    t.true(chunks.has(0), label)
+    if (valueSize > 2048) t.true([...chunks].some((chunk) => chunk > 1), `${label}: the extents are at the top`)
+    t.true(tables <= bound, `${label}: ${tables} bytes of tables, bound ${bound}`)
+    await device.close()
+  }
 })
