@@ -108,6 +108,9 @@ export class BlockMap {
   private chunkBytes = 0
   /** Pages whose state is not NEVER_WRITTEN: each has two copies' room on disk, one of them current. */
   private written = 0
+  /** The chunk chunkOf() found last and its index (-1: none). */
+  private lastIndex = -1
+  private lastChunk: PageChunk | undefined
   private readonly slots: CachedPage[] = []
   private readonly loading = new Map<number, Promise<void>>()
   /** Pages some caller is between loading and using: never evicted. Pinned before they load, so a load cannot be undone. */
@@ -181,12 +184,12 @@ export class BlockMap {
 
   /** Which copy of `page` is current in the last committed checkpoint (PageState). */
   pageState(page: number): number {
-    return this.chunks.get(page >>> CHUNK_SHIFT)?.states[page & CHUNK_MASK] ?? PageState.NEVER_WRITTEN
+    return this.chunkOf(page)?.states[page & CHUNK_MASK] ?? PageState.NEVER_WRITTEN
   }
 
   /** Low 32 bits of the generation that wrote the current copy of `page` (0: never written). */
   pageGeneration(page: number): number {
-    return this.chunks.get(page >>> CHUNK_SHIFT)?.generations[page & CHUNK_MASK] ?? 0
+    return this.chunkOf(page)?.generations[page & CHUNK_MASK] ?? 0
   }
 
   /** The pages that are written or cached, ascending: every other page is all zeros and never written. */
@@ -203,7 +206,19 @@ export class BlockMap {
 
   /** The slot of cached page `page`, or -1. */
   private slotOf(page: number): number {
-    return this.chunks.get(page >>> CHUNK_SHIFT)?.slots[page & CHUNK_MASK] ?? -1
+    return this.chunkOf(page)?.slots[page & CHUNK_MASK] ?? -1
+  }
+
+  /** The chunk of `page`, if it exists (the last one found is remembered: lookups run in LBA order mostly). */
+  private chunkOf(page: number): PageChunk | undefined {
+    const index = page >>> CHUNK_SHIFT
+    if (index === this.lastIndex) return this.lastChunk
+    const chunk = this.chunks.get(index)
+    if (chunk !== undefined) {
+      this.lastIndex = index
+      this.lastChunk = chunk
+    }
+    return chunk
   }
 
   /** The chunk of `page`, made if it does not exist. */
@@ -229,6 +244,10 @@ export class BlockMap {
       chunk.slots[at] = -1
       if (chunk.states[at] === PageState.NEVER_WRITTEN && --chunk.inUse === 0) {
         this.chunks.delete(index)
+        if (this.lastIndex === index) {
+          this.lastIndex = -1
+          this.lastChunk = undefined
+        }
         this.chunkBytes -= chunk.bytes
       }
       return
