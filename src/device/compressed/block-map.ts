@@ -28,7 +28,7 @@
  * written stays written, so only chunks of pages read while never written
  * come and go). The engine's blocks in use are packed at the low end
  * (buckets) and the top (its heap) of the logical space, so the chunks are
- * few: one per GiB of logical space in use, plus one at each end.
+ * few: one per 1016 MiB of logical space in use, plus one at each end.
  *
  * Who calls this: CompressedBlockDevice, the recovery, the checkpointer and
  * the cleaner. Loads run concurrently with everything; all other methods are
@@ -63,7 +63,7 @@ export interface StagedPage {
 /** Rough bytes of a cached page besides its entries (object, typed-array header). */
 const PAGE_OVERHEAD_BYTES = 160
 
-/** Map pages per chunk of per-page state (a power of two: a chunk is 2.25 KiB and covers 1 GiB of logical blocks). */
+/** Map pages per chunk of per-page state (a power of two: a chunk is 2.25 KiB and covers 1016 MiB of logical blocks). */
 export const PAGES_PER_CHUNK = 256
 const CHUNK_SHIFT = 8
 const CHUNK_MASK = PAGES_PER_CHUNK - 1
