@@ -34,7 +34,9 @@ test('plan prints the model for people', async (t) => {
   t.regex(result.text, /^1,000,000 keys of 16 \+ 3000 bytes, LZ4 compression:\n/)
   t.true(result.text.includes(`buckets        ${expected.buckets.toLocaleString('en-US')} of 4 KiB`), result.text)
   t.regex(result.text, /values in extents \(one more read per GET\)/)
-  t.regex(result.text, /memory +about [\d.]+ MiB, set when the store is made; it does not grow as keys are added/)
+  t.regex(result.text, /memory +about [\d.]+ MiB, set when the store is made; more keys add only 2\.8 KiB per GiB of logical space they take/)
+  const plain = await cubby(['plan', '--keys', '1M', '--value-size', '100', '--compression', 'none'])
+  t.regex(plain.text, /memory +about [\d.]+ MiB, set when the store is made; it does not grow as keys are added/)
 })
 
 test('plan usage mistakes exit with status 2 and say what is wrong', async (t) => {

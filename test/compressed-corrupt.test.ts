@@ -96,7 +96,7 @@ test('checkpoint: both slots damaged is CUBBY_CORRUPT', async (t) => {
 
 test('map page: a damaged current copy makes reads of its blocks CUBBY_CORRUPT, and only those', async (t) => {
   const { backing, model, device } = await closedStore()
-  const copy = device.map.pageStates[1]! - 1
+  const copy = device.map.pageState(1) - 1
   t.true(copy >= 0, 'page 1 was written')
   flip(backing, mapPageOffset(device.geometry, 1, copy) + 500)
   const reopened = await CompressedBlockDevice.open(new MemoryVolume({}, backing))

@@ -3,12 +3,14 @@
 // block covered by a completed flush is lost, no block holds a value it was
 // never given, and the store keeps working. Also cuts aimed at a segment
 // write, a checkpoint slot, a map page copy and a discard, and a second cut
-// during recovery; and cuts among the pieces a large checkpoint slot is
-// written in.
+// during recovery; cuts among the pieces a large checkpoint slot is
+// written in; and cuts in a workload whose blocks are spread over every
+// chunk of the map's page state.
 import test from 'ava'
 import { CompressedBlockDevice, FaultyVolume, MemoryVolume, type CompressedCreateOptions, type PowerCutOptions, type VolumeRequest } from '../src/device'
 import { CHECKPOINT_WRITE_BYTES } from '../src/device/compressed/checkpoint'
-import { HEADER_REGION_BYTES, checkpointSlotOffset, decodeCheckpoint, decodeHeader, type Geometry } from '../src/device/compressed/format'
+import { PAGES_PER_CHUNK } from '../src/device/compressed/block-map'
+import { ENTRIES_PER_PAGE, HEADER_REGION_BYTES, checkpointSlotOffset, decodeCheckpoint, decodeHeader, type Geometry } from '../src/device/compressed/format'
 import { CRASH_BLOCKS, CRASH_SETTINGS, TripVolume, crashWorkload, runUntilCrash, type CrashRun, type OperationKind } from './helpers/compressed-crash'
 
 const STEPS = 160
@@ -33,7 +35,7 @@ async function recoverAndCheck(crashed: CrashRun, label: string): Promise<string
     if (problem !== undefined) return `${label}: ${problem}`
     // The recovered store takes new writes and survives a clean reopen with them.
     await run.model.adopt(device)
-    await crashWorkload(device, run.model, 777, 30)
+    await crashWorkload(device, run.model, 777, 30, run.place)
     await device.flush()
     run.model.flushed()
     await device.close()
@@ -176,4 +178,31 @@ test('a slot whose pieces landed but whose first sector did not fails its CRC, a
     t.is(valid.length, 1, `after cut #${nth} one slot holds a checkpoint and the torn one fails its checks`)
     t.is(await recoverAndCheck(run, `cut before first-sector write #${nth}`), undefined)
   }
+})
+
+/** A device of 8 chunks of map pages (2,080,768 blocks), its data area kept small so that checkpoints stay cheap. */
+const SPREAD = { blocks: 8 * PAGES_PER_CHUNK * ENTRIES_PER_PAGE, dataBytes: 128 * 1024 * 1024 }
+/** The workload's blocks 104 apart over all of SPREAD, its hot range straddling the first chunk boundary (block 260,096). */
+const spread = (index: number) => (index * 104 + PAGES_PER_CHUNK * ENTRIES_PER_PAGE - 20_000) % SPREAD.blocks
+
+test('power cuts over a workload spread over every chunk of map pages, from block 0 to the top, lose no flushed block', async (t) => {
+  const dry = await runUntilCrash(6, STEPS, undefined, SPREAD, spread)
+  t.is(dry.failure, undefined)
+  const device = await CompressedBlockDevice.open(new MemoryVolume({}, dry.backing), CRASH_SETTINGS)
+  const chunks = new Set(device.map.pagesInUse().map((page) => Math.floor(page / PAGES_PER_CHUNK)))
+  await device.close()
+  t.is(chunks.size, 8, 'the workload wrote map pages in every chunk')
+  const total = dry.trip.operations
+  const problems: string[] = []
+  for (let point = 1; point <= 6; point++) {
+    const nth = Math.max(1, Math.floor((total * point) / 7) + point)
+    for (const [index, policy] of POLICIES.entries()) {
+      const run = await runUntilCrash(6, STEPS, { nth, cut: { seed: point * 10 + index, ...policy } }, SPREAD, spread)
+      t.true(run.trip.tripped, `the cut at operation ${nth} happened`)
+      const problem = await recoverAndCheck(run, `cut before operation ${nth}/${total}, ${JSON.stringify(policy)}`)
+      if (problem !== undefined) problems.push(problem)
+    }
+  }
+  t.deepEqual(problems, [])
+  t.log(`${6 * POLICIES.length} power cuts over ${total} operations`)
 })

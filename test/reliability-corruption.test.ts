@@ -50,7 +50,7 @@ test('regression: a map page whose current copy is replaced by its older copy is
   await device.checkpointNow()
   await writeBlocks(device, [{ lba: 7, data: makeBlock('bucket', 2) }])
   await device.checkpointNow()
-  const current = device.map.pageStates[0]! - 1
+  const current = device.map.pageState(0) - 1
   await device.close()
   const copies = [0, 1].map((copy) => {
     const bytes = Buffer.alloc(4096)

@@ -7,8 +7,10 @@
  * The device is opened as a read-only open does (the log after the newest
  * checkpoint rolled forward in memory), so a torn unflushed tail is not a
  * problem; chunks still to roll forward are counted. Then:
- *  - every map page loads (magic, CRC, store, page index, entry range), and
- *    every entry points into a segment that holds data;
+ *  - every map page that was ever written (or is cached: pages the roll
+ *    forward changed) loads (magic, CRC, store, page index, entry range),
+ *    and every entry points into a segment that holds data; a page never
+ *    written has nothing on disk to check and maps nothing;
  *  - every segment holding data is walked chunk by chunk (each chained to
  *    the one before it, its data CRC, every record's CRC and fields), and
  *    every record the map points at decodes to 4096 bytes;
@@ -175,7 +177,11 @@ export class CompressedInspector {
     return true
   }
 
-  /** Loads every map page; each entry must point into a segment that holds data. */
+  /**
+   * Loads every map page that was written or is cached (the others were
+   * never written: all their entries are 0); each entry must point into a
+   * segment that holds data.
+   */
   private async map(device: CompressedBlockDevice, progress: Progress): Promise<void> {
     const geometry = this.geometry!
     const { map, segments, mapper } = device
@@ -183,11 +189,13 @@ export class CompressedInspector {
     this.entriesInto = new Uint32Array(segments.highWater)
     let mapped = 0
     let pagesRead = 0
-    for (let first = 0; first < geometry.mapPageCount; first += PAGES_PER_BATCH) {
-      const pages = Array.from({ length: Math.min(PAGES_PER_BATCH, geometry.mapPageCount - first) }, (_, index) => first + index)
+    const inUse = map.pagesInUse()
+    progress.advance(geometry.mapPageCount - inUse.length)
+    for (let first = 0; first < inUse.length; first += PAGES_PER_BATCH) {
+      const pages = inUse.slice(first, first + PAGES_PER_BATCH)
       const loaded = await this.loadPages(map, pages)
       for (const page of loaded) {
-        if (map.pageStates[page] !== PageState.NEVER_WRITTEN) pagesRead++
+        if (map.pageState(page) !== PageState.NEVER_WRITTEN) pagesRead++
         const end = Math.min((page + 1) * ENTRIES_PER_PAGE, geometry.blockCount)
         for (let lba = page * ENTRIES_PER_PAGE; lba < end; lba++) {
           const entry = map.lookup(lba)
@@ -227,7 +235,7 @@ export class CompressedInspector {
         loaded.push(page)
       } catch (error) {
         this.mapComplete = false
-        const copy = map.pageStates[page]! - 1
+        const copy = map.pageState(page) - 1
         this.findings.fromError('lz4-map', `map page ${page} copy ${copy} (volume byte ${mapPageOffset(this.geometry!, page, copy)})`, error)
       }
     }

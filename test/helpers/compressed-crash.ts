@@ -125,6 +125,10 @@ export class TripVolume implements Volume {
 }
 
 export const CRASH_BLOCKS = 20_000
+
+/** Where the workload's block i (0 <= i < CRASH_BLOCKS) lives: itself, unless a run spreads the blocks over a larger device. */
+export type Placement = (index: number) => number
+const IN_PLACE: Placement = (index) => index
 export const CRASH_SETTINGS = { mapCacheBytes: 64 * 1024, writeBufferBytes: 16 * 1024, checkpointLogBytes: 1024 * 1024, reserveSegments: 4 }
 
 /** What the workload wrote: per block, the value made durable by the last completed flush, and the values written since. */
@@ -184,9 +188,11 @@ export class CrashModel {
 /**
  * A seeded workload of write batches (hot range and scattered, every kind of
  * block), trims and flushes, long enough to roll segments, checkpoint, spill
- * write buffers and clean. Stops at the first error (the power cut).
+ * write buffers and clean. Stops at the first error (the power cut). Block
+ * i of the workload is written at `place(i)`; a trim covers the `count`
+ * blocks from `place(i)` on.
  */
-export async function crashWorkload(device: CompressedBlockDevice, model: CrashModel, seed: number, steps: number): Promise<void> {
+export async function crashWorkload(device: CompressedBlockDevice, model: CrashModel, seed: number, steps: number, place: Placement = IN_PLACE): Promise<void> {
   const random = seededRandom(seed)
   const kinds: BlockKind[] = ['bucket', 'bucket', 'bucket', 'random', 'text', 'zero']
   const zero = Buffer.alloc(BLOCK_SIZE)
@@ -196,13 +202,13 @@ export async function crashWorkload(device: CompressedBlockDevice, model: CrashM
       const writes = new Map<number, Buffer>()
       const count = 1 + Math.floor(random() * 24)
       for (let index = 0; index < count; index++) {
-        const lba = random() < 0.6 ? Math.floor(random() * 400) : Math.floor(random() * CRASH_BLOCKS)
+        const lba = place(random() < 0.6 ? Math.floor(random() * 400) : Math.floor(random() * CRASH_BLOCKS))
         writes.set(lba, makeBlock(kinds[Math.floor(random() * kinds.length)]!, seed * 1e6 + step * 100 + index))
       }
       for (const [lba, data] of writes) model.wrote(lba, data)
       await writeBlocks(device, [...writes].map(([lba, data]) => ({ lba, data })))
     } else if (choice < 0.75) {
-      const lba = Math.floor(random() * 400)
+      const lba = place(Math.floor(random() * 400))
       const count = 1 + Math.floor(random() * 20)
       for (let each = lba; each < lba + count; each++) model.wrote(each, zero)
       await device.trim(lba, count)
@@ -218,10 +224,22 @@ export interface CrashRun {
   trip: TripVolume
   model: CrashModel
   failure: unknown
+  /** Where the run put the workload's blocks (later workloads on the store use it too). */
+  place: Placement
 }
 
-/** Creates a store (`create` overrides its options), runs the workload on it with the tripwire armed, and leaves the volume as the power cut left it. */
-export async function runUntilCrash(seed: number, steps: number, tripwire: Tripwire | undefined, create: Partial<CompressedCreateOptions> = {}): Promise<CrashRun> {
+/**
+ * Creates a store (`create` overrides its options), runs the workload on it
+ * (its blocks where `place` says) with the tripwire armed, and leaves the
+ * volume as the power cut left it.
+ */
+export async function runUntilCrash(
+  seed: number,
+  steps: number,
+  tripwire: Tripwire | undefined,
+  create: Partial<CompressedCreateOptions> = {},
+  place: Placement = IN_PLACE,
+): Promise<CrashRun> {
   const memory = new MemoryVolume({ size: 0 })
   const backing = memory.backing
   const created = await CompressedBlockDevice.create(memory, { blocks: CRASH_BLOCKS, segmentBytes: 64 * 1024, ...CRASH_SETTINGS, ...create })
@@ -232,11 +250,11 @@ export async function runUntilCrash(seed: number, steps: number, tripwire: Tripw
   let device: CompressedBlockDevice | undefined
   try {
     device = await CompressedBlockDevice.open(trip, CRASH_SETTINGS)
-    await crashWorkload(device, model, seed, steps)
+    await crashWorkload(device, model, seed, steps, place)
   } catch (error) {
     failure = error
   }
   if (device !== undefined) await device.close().catch(() => undefined)
   else await trip.close().catch(() => undefined)
-  return { backing, trip, model, failure }
+  return { backing, trip, model, failure, place }
 }

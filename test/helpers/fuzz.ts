@@ -122,8 +122,8 @@ async function describe(compression: Compression, backing: MemoryBacking): Promi
       { structure: 'lz4-checkpoint (newest)', offset: checkpointSlotOffset(geometry, 0), length: 512, checked: true },
       { structure: 'lz4-checkpoint (other)', offset: checkpointSlotOffset(geometry, 1), length: 512, checked: true },
     ]
-    for (let page = 0; page < geometry.mapPageCount; page++) {
-      const state = lz4.map.pageStates[page]!
+    for (const page of lz4.map.pagesInUse()) {
+      const state = lz4.map.pageState(page)
       if (state === 0) continue
       volumeTargets.push({ structure: 'lz4-map (current copy)', offset: mapPageOffset(geometry, page, state - 1), length: 4096, checked: true })
       volumeTargets.push({ structure: 'lz4-map (other copy)', offset: mapPageOffset(geometry, page, 2 - state), length: 4096, checked: false })

@@ -7,7 +7,7 @@
 import { DEFAULTS, DEFAULT_COMPRESSION, defaultImageBytes, MIN_MAP_CACHE_BYTES, plan } from '../../db'
 import { bytesOption, choiceOption, countOption, UsageError } from '../args'
 import { type Command, EXIT, write } from '../command'
-import { lz4BlockMapBytes, plannedMemory } from '../memory'
+import { LZ4_MAP_BYTES_PER_GIB, lz4BlockMapBytes, plannedLogicalBytes, plannedMemory } from '../memory'
 import { COMPRESSION_MODES } from './create'
 import { formatBytes, formatCount, formatJson, formatPercent, formatTable } from '../output'
 
@@ -49,7 +49,7 @@ GET, and the memory it needs (which does not grow with the number of keys).
     }
     const sizing = plan({ keys, keySize, valueSize })
     const imageBytes = defaultImageBytes(sizing)
-    const memory = plannedMemory(memorySettings, compression, imageBytes)
+    const memory = plannedMemory(memorySettings, compression, plannedLogicalBytes(sizing), imageBytes)
     const blockMapBytes = compression === 'lz4' ? lz4BlockMapBytes(sizing.logicalBytes) : 0
     if (args.json) {
       await write(io.stdout, formatJson({ keys, keySize, valueSize, compression, ...sizing, imageBytes, memory, blockMapBytes }))
@@ -86,7 +86,12 @@ GET, and the memory it needs (which does not grow with the number of keys).
       ['overflow', `${formatPercent(sizing.overflowFraction)} of buckets have an overflow block`],
       ['reads per GET', `${sizing.readsPerGet.existing.toFixed(3)} for keys that exist, ${sizing.readsPerGet.missing.toFixed(3)} for missing ones (worst point of growth)`],
       ['image file', `${formatBytes(imageBytes)} logical when created without --size (sparse: only what is written takes space)`],
-      ['memory', `about ${formatBytes(memory.total)}, set when the store is made; it does not grow as keys are added:`],
+      [
+        'memory',
+        compression === 'lz4'
+          ? `about ${formatBytes(memory.total)}, set when the store is made; more keys add only ${formatBytes(LZ4_MAP_BYTES_PER_GIB)} per GiB of logical space they take:`
+          : `about ${formatBytes(memory.total)}, set when the store is made; it does not grow as keys are added:`,
+      ],
       ['', memoryParts.join(', ')],
       ...blockMap,
     ]

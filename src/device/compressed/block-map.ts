@@ -18,6 +18,18 @@
  *    deadlocks, and `overflowPages` says by how much. The device bounds the
  *    dirty count (it checkpoints at `dirtyLimit`), so the overflow is bounded.
  *
+ * Memory follows use, not the logical capacity: besides the cached pages,
+ * the map keeps per page a cache slot, the copy that is current (PageState)
+ * and the generation that wrote it (9 bytes), but only in chunks of
+ * PAGES_PER_CHUNK pages that hold a page that was ever written or is
+ * cached. A missing chunk means: never written, generation 0, not cached.
+ * A chunk is made when one of its pages is first cached or committed, and
+ * dropped when none of its pages is written or cached any more (a page once
+ * written stays written, so only chunks of pages read while never written
+ * come and go). The engine's blocks in use are packed at the low end
+ * (buckets) and the top (its heap) of the logical space, so the chunks are
+ * few: one per 1016 MiB of logical space in use, plus one at each end.
+ *
  * Who calls this: CompressedBlockDevice, the recovery, the checkpointer and
  * the cleaner. Loads run concurrently with everything; all other methods are
  * synchronous.
@@ -51,12 +63,54 @@ export interface StagedPage {
 /** Rough bytes of a cached page besides its entries (object, typed-array header). */
 const PAGE_OVERHEAD_BYTES = 160
 
+/** Map pages per chunk of per-page state (a power of two: a chunk is 2.25 KiB and covers 1016 MiB of logical blocks). */
+export const PAGES_PER_CHUNK = 256
+const CHUNK_SHIFT = 8
+const CHUNK_MASK = PAGES_PER_CHUNK - 1
+/** Bytes of state per page in a chunk: cache slot (i32), page state (u8), generation (u32). */
+export const BYTES_PER_PAGE_STATE = 9
+/** Rough bytes of a chunk besides its tables: the object, its ArrayBuffer, three typed-array views and its entry in the chunk map (measured ~470 with V8). */
+export const CHUNK_OVERHEAD_BYTES = 512
+
+/** The state of PAGES_PER_CHUNK consecutive map pages (fewer in the map's last chunk), in one ArrayBuffer. */
+class PageChunk {
+  /** Slot of the cached page, -1 when not cached. */
+  readonly slots: Int32Array
+  /** Low 32 bits of the generation that wrote the current copy (0: never written). */
+  readonly generations: Uint32Array
+  /** Which copy is current in the last committed checkpoint (PageState). */
+  readonly states: Uint8Array
+  /** Pages of the chunk that are written or cached: the chunk is dropped when none is. */
+  inUse = 0
+
+  constructor(readonly length: number) {
+    const bytes = new ArrayBuffer(length * BYTES_PER_PAGE_STATE)
+    this.slots = new Int32Array(bytes, 0, length).fill(-1)
+    this.generations = new Uint32Array(bytes, 4 * length, length)
+    this.states = new Uint8Array(bytes, 8 * length, length)
+  }
+
+  get bytes(): number {
+    return this.length * BYTES_PER_PAGE_STATE + CHUNK_OVERHEAD_BYTES
+  }
+}
+
+/** Per page, what a checkpoint records: its PageState and generation (one entry per map page). */
+export interface PageTables {
+  pageStates: ArrayLike<number>
+  pageGenerations: ArrayLike<number>
+}
+
 export class BlockMap {
-  /** Per page: which copy is current in the last committed checkpoint (PageState). */
-  readonly pageStates: Uint8Array
-  /** Per page: low 32 bits of the generation that wrote the current copy (0: never written). */
-  readonly pageGenerations: Uint32Array
-  private readonly directory: Int32Array
+  /** Chunk i holds pages [i * PAGES_PER_CHUNK, (i + 1) * PAGES_PER_CHUNK); absent: none of them written or cached. */
+  private readonly chunks = new Map<number, PageChunk>()
+  /** Bytes of the chunks, overhead included. */
+  private chunkBytes = 0
+  /** Pages whose state is not NEVER_WRITTEN: each has two copies' room on disk, one of them current. */
+  private written = 0
+  /** The chunk chunkOf() found last and its index (-1: none). */
+  private lastIndex = -1
+  private lastChunk: PageChunk | undefined
   private readonly slots: CachedPage[] = []
   private readonly loading = new Map<number, Promise<void>>()
   /** Pages some caller is between loading and using: never evicted. Pinned before they load, so a load cannot be undone. */
@@ -70,17 +124,26 @@ export class BlockMap {
   /** Page loads done since open (each is one volume read). */
   pageLoads = 0
 
+  /**
+   * A map with nothing cached. `initial` (a checkpoint's page tables, one
+   * entry per map page) gives the pages' states and generations; the
+   * written pages' are copied, and `initial` is not kept. Without it, no
+   * page has been written.
+   */
   constructor(
     private readonly geometry: Geometry,
     private readonly volume: Volume,
-    pageStates: Uint8Array,
-    pageGenerations: Uint32Array,
+    initial: PageTables | undefined,
     readonly budgetPages: number,
   ) {
-    assert(pageStates.length === geometry.mapPageCount && pageGenerations.length === geometry.mapPageCount && budgetPages >= 1)
-    this.pageStates = pageStates
-    this.pageGenerations = pageGenerations
-    this.directory = new Int32Array(geometry.mapPageCount).fill(-1)
+    assert(budgetPages >= 1)
+    if (initial !== undefined) {
+      assert(initial.pageStates.length === geometry.mapPageCount && initial.pageGenerations.length === geometry.mapPageCount)
+      for (let page = 0; page < geometry.mapPageCount; page++) {
+        const state = initial.pageStates[page]!
+        if (state !== PageState.NEVER_WRITTEN) this.setWritten(page, state, initial.pageGenerations[page]!)
+      }
+    }
     this.loadBuffer = volume.allocate(MAP_PAGE_BYTES * 16)
   }
 
@@ -105,13 +168,112 @@ export class BlockMap {
     return this.slots.length * (MAP_PAGE_BYTES + PAGE_OVERHEAD_BYTES)
   }
 
+  /** Pages written at least once (their state is not NEVER_WRITTEN in the last committed checkpoint). */
+  get writtenPages(): number {
+    return this.written
+  }
+
+  /** Chunks of per-page state held (each PAGES_PER_CHUNK pages, the last one maybe fewer). */
+  get chunkCount(): number {
+    return this.chunks.size
+  }
+
   memoryBytes(): number {
-    return this.cachedBytes() + this.directory.byteLength + this.pageStates.byteLength + this.pageGenerations.byteLength + this.loadBuffer.length
+    return this.cachedBytes() + this.chunkBytes + this.loadBuffer.length
+  }
+
+  /** Which copy of `page` is current in the last committed checkpoint (PageState). */
+  pageState(page: number): number {
+    return this.chunkOf(page)?.states[page & CHUNK_MASK] ?? PageState.NEVER_WRITTEN
+  }
+
+  /** Low 32 bits of the generation that wrote the current copy of `page` (0: never written). */
+  pageGeneration(page: number): number {
+    return this.chunkOf(page)?.generations[page & CHUNK_MASK] ?? 0
+  }
+
+  /** The pages that are written or cached, ascending: every other page is all zeros and never written. */
+  pagesInUse(): number[] {
+    const pages: number[] = []
+    for (const index of [...this.chunks.keys()].sort((left, right) => left - right)) {
+      const chunk = this.chunks.get(index)!
+      for (let at = 0; at < chunk.length; at++) {
+        if (chunk.states[at] !== PageState.NEVER_WRITTEN || chunk.slots[at]! >= 0) pages.push(index * PAGES_PER_CHUNK + at)
+      }
+    }
+    return pages
+  }
+
+  /** The slot of cached page `page`, or -1. */
+  private slotOf(page: number): number {
+    return this.chunkOf(page)?.slots[page & CHUNK_MASK] ?? -1
+  }
+
+  /** The chunk of `page`, if it exists (the last one found is remembered: lookups run in LBA order mostly). */
+  private chunkOf(page: number): PageChunk | undefined {
+    const index = page >>> CHUNK_SHIFT
+    if (index === this.lastIndex) return this.lastChunk
+    const chunk = this.chunks.get(index)
+    if (chunk !== undefined) {
+      this.lastIndex = index
+      this.lastChunk = chunk
+    }
+    return chunk
+  }
+
+  /** The chunk of `page`, made if it does not exist. */
+  private chunkFor(page: number): PageChunk {
+    assert(Number.isSafeInteger(page) && page >= 0 && page < this.geometry.mapPageCount, `map page ${page} is outside the map`)
+    const index = page >>> CHUNK_SHIFT
+    let chunk = this.chunks.get(index)
+    if (chunk === undefined) {
+      chunk = new PageChunk(Math.min(PAGES_PER_CHUNK, this.geometry.mapPageCount - index * PAGES_PER_CHUNK))
+      this.chunks.set(index, chunk)
+      this.chunkBytes += chunk.bytes
+    }
+    return chunk
+  }
+
+  /** Records that `page` is cached in `slot` (-1: no longer cached), making or dropping its chunk as needed. */
+  private setSlot(page: number, slot: number): void {
+    const index = page >>> CHUNK_SHIFT
+    const at = page & CHUNK_MASK
+    if (slot < 0) {
+      const chunk = this.chunks.get(index)
+      if (chunk === undefined || chunk.slots[at]! < 0) return
+      chunk.slots[at] = -1
+      if (chunk.states[at] === PageState.NEVER_WRITTEN && --chunk.inUse === 0) {
+        this.chunks.delete(index)
+        if (this.lastIndex === index) {
+          this.lastIndex = -1
+          this.lastChunk = undefined
+        }
+        this.chunkBytes -= chunk.bytes
+      }
+      return
+    }
+    const chunk = this.chunkFor(page)
+    if (chunk.slots[at]! < 0 && chunk.states[at] === PageState.NEVER_WRITTEN) chunk.inUse++
+    chunk.slots[at] = slot
+  }
+
+  /** Records that copy `state` of `page`, written by `generation`, is current (a page never goes back to NEVER_WRITTEN). */
+  private setWritten(page: number, state: number, generation: number): void {
+    assert(state === PageState.COPY_0 || state === PageState.COPY_1, `page state ${state}`)
+    assert(generation !== 0, 'a written page has a generation')
+    const chunk = this.chunkFor(page)
+    const at = page & CHUNK_MASK
+    if (chunk.states[at] === PageState.NEVER_WRITTEN) {
+      if (chunk.slots[at]! < 0) chunk.inUse++
+      this.written++
+    }
+    chunk.states[at] = state
+    chunk.generations[at] = generation
   }
 
   /** The entry of `lba`, or NOT_CACHED when its page must be loaded first. */
   lookup(lba: number): number {
-    const slot = this.directory[Math.floor(lba / ENTRIES_PER_PAGE)]!
+    const slot = this.slotOf(Math.floor(lba / ENTRIES_PER_PAGE))
     if (slot < 0) return NOT_CACHED
     const cached = this.slots[slot]!
     cached.referenced = true
@@ -119,13 +281,13 @@ export class BlockMap {
   }
 
   isCached(page: number): boolean {
-    return this.directory[page]! >= 0
+    return this.slotOf(page) >= 0
   }
 
   /** Sets the entry of `lba`, whose page must be cached; returns the previous entry. */
   set(lba: number, entry: number): number {
     const page = Math.floor(lba / ENTRIES_PER_PAGE)
-    const slot = this.directory[page]!
+    const slot = this.slotOf(page)
     assert(slot >= 0, `map page ${page} is set while not cached`)
     const cached = this.slots[slot]!
     const index = lba % ENTRIES_PER_PAGE
@@ -197,8 +359,8 @@ export class BlockMap {
   }
 
   private async readPages(pages: number[]): Promise<void> {
-    const fromDisk = pages.filter((page) => this.pageStates[page] !== PageState.NEVER_WRITTEN)
-    for (const page of pages) if (this.pageStates[page] === PageState.NEVER_WRITTEN) this.install(page, undefined, 0)
+    const fromDisk = pages.filter((page) => this.pageState(page) !== PageState.NEVER_WRITTEN)
+    for (const page of pages) if (this.pageState(page) === PageState.NEVER_WRITTEN) this.install(page, undefined, 0)
     for (let start = 0; start < fromDisk.length; start += 16) {
       const group = fromDisk.slice(start, start + 16)
       const useShared = !this.loadBufferBusy
@@ -207,7 +369,7 @@ export class BlockMap {
       try {
         await this.volume.read(
           group.map((page, index) => ({
-            offset: mapPageOffset(this.geometry, page, this.pageStates[page]! - 1),
+            offset: mapPageOffset(this.geometry, page, this.pageState(page) - 1),
             length: MAP_PAGE_BYTES,
             buffer,
             bufferOffset: index * MAP_PAGE_BYTES,
@@ -223,9 +385,9 @@ export class BlockMap {
 
   /** Puts page `page` in a slot: decoded from source[at] or zeros when source is undefined. */
   private install(page: number, source: Buffer | undefined, at: number): void {
-    if (this.directory[page]! >= 0) return
+    if (this.isCached(page)) return
     if (source === undefined) this.scratch.fill(0)
-    else decodeMapPage(this.geometry, page, this.pageStates[page]! - 1, this.pageGenerations[page]!, source, at, this.scratch)
+    else decodeMapPage(this.geometry, page, this.pageState(page) - 1, this.pageGeneration(page), source, at, this.scratch)
     const slot = this.freeSlot()
     const cached = this.slots[slot]
     if (cached === undefined) {
@@ -237,7 +399,7 @@ export class BlockMap {
       cached.inCheckpoint = false
       cached.referenced = true
     }
-    this.directory[page] = slot
+    this.setSlot(page, slot)
   }
 
   /** A slot to fill: a new one under budget, else a CLOCK victim, else (all busy) a new one over budget. */
@@ -252,7 +414,7 @@ export class BlockMap {
         cached.referenced = false
         continue
       }
-      this.directory[cached.page] = -1
+      this.setSlot(cached.page, -1)
       return slot
     }
     return this.slots.length
@@ -265,11 +427,11 @@ export class BlockMap {
       if (!this.evictable(last)) {
         const victim = this.slots.findIndex((cached) => this.evictable(cached))
         if (victim < 0) return
-        this.directory[this.slots[victim]!.page] = -1
+        this.setSlot(this.slots[victim]!.page, -1)
         this.slots[victim] = last
-        this.directory[last.page] = victim
+        this.setSlot(last.page, victim)
       } else {
-        this.directory[last.page] = -1
+        this.setSlot(last.page, -1)
       }
       this.slots.pop()
       this.hand = 0
@@ -286,7 +448,7 @@ export class BlockMap {
     if (dirty.length === 0) return { staged: [], buffer: undefined }
     const buffer = allocateStaging(dirty.length * MAP_PAGE_BYTES)
     const staged = dirty.map((cached, index) => {
-      const state = this.pageStates[cached.page]!
+      const state = this.pageState(cached.page)
       const copy = state === PageState.COPY_0 ? 1 : 0
       encodeMapPage(this.geometry, cached.page, generation, cached.entries, buffer, index * MAP_PAGE_BYTES)
       cached.dirty = false
@@ -300,21 +462,9 @@ export class BlockMap {
   /** After the checkpoint that wrote `staged` committed: those copies are now current. */
   commit(staged: readonly StagedPage[]): void {
     for (const { page, copy, generation } of staged) {
-      this.pageStates[page] = copy === 0 ? PageState.COPY_0 : PageState.COPY_1
-      this.pageGenerations[page] = generation
-      const slot = this.directory[page]!
+      this.setWritten(page, copy === 0 ? PageState.COPY_0 : PageState.COPY_1, generation)
+      const slot = this.slotOf(page)
       if (slot >= 0) this.slots[slot]!.inCheckpoint = false
     }
-  }
-
-  /** Page states and generations as the next checkpoint will record them: committed ones, with `staged` applied. */
-  statesAfter(staged: readonly StagedPage[]): { states: Uint8Array; generations: Uint32Array } {
-    const states = Uint8Array.from(this.pageStates)
-    const generations = Uint32Array.from(this.pageGenerations)
-    for (const { page, copy, generation } of staged) {
-      states[page] = copy === 0 ? PageState.COPY_0 : PageState.COPY_1
-      generations[page] = generation
-    }
-    return { states, generations }
   }
 }

@@ -223,14 +223,14 @@ export class Checkpointer {
    */
   private pagesAfter(staged: readonly StagedPage[]): Pick<CheckpointTables, 'pageState' | 'pageGeneration'> {
     const byPage = new Map(staged.map((page) => [page.page, page]))
-    const { pageStates, pageGenerations } = this.map
+    const map = this.map
     return {
       pageState: (page) => {
         const moved = byPage.get(page)
-        if (moved === undefined) return pageStates[page]!
+        if (moved === undefined) return map.pageState(page)
         return moved.copy === 0 ? PageState.COPY_0 : PageState.COPY_1
       },
-      pageGeneration: (page) => byPage.get(page)?.generation ?? pageGenerations[page]!,
+      pageGeneration: (page) => byPage.get(page)?.generation ?? map.pageGeneration(page),
     }
   }
 

@@ -690,7 +690,7 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
       for (let first = lba; first < lba + count; ) {
         const page = BlockMap.pageOf(first)
         const end = Math.min(lba + count, (page + 1) * ENTRIES_PER_PAGE)
-        if (this.map.isCached(page) || this.map.pageStates[page] !== PageState.NEVER_WRITTEN) await this.trimWithinPage(page, first, end)
+        if (this.map.isCached(page) || this.map.pageState(page) !== PageState.NEVER_WRITTEN) await this.trimWithinPage(page, first, end)
         first = end
       }
       this.counters.trims++
@@ -834,9 +834,7 @@ export class CompressedBlockDevice implements BlockDevice, CleanerHost {
 
   stats(): CompressedDeviceStats {
     const { geometry, segments } = this
-    let mapCopies = 0
-    for (const state of this.map.pageStates) if (state !== PageState.NEVER_WRITTEN) mapCopies++
-    const metadataBytes = HEADER_REGION_BYTES + 2 * geometry.checkpointSlotBytes + 2 * MAP_PAGE_BYTES * mapCopies
+    const metadataBytes = HEADER_REGION_BYTES + 2 * geometry.checkpointSlotBytes + 2 * MAP_PAGE_BYTES * this.map.writtenPages
     const logicalBytes = this.mapper.mappedBlocks * BLOCK_SIZE
     const writer = this.writerRecordBytes
     const cleaner = this.cleaner.bytesMoved

@@ -21,7 +21,8 @@
  * Memory: both checkpoint slots and the chosen checkpoint's decoded tables
  * (8 bytes per segment and 5 per map page of the data area) while opening;
  * the segment table made from them keeps only the chunks up to the highest
- * segment in use (segments.ts). Two segment-sized buffers while replaying,
+ * segment in use (segments.ts), and the block map only the chunks of the
+ * pages ever written (block-map.ts). Two segment-sized buffers while replaying,
  * freed afterwards; map pages dirtied by replay stay cached until the
  * checkpoint the device writes right after opening (they may exceed the
  * cache budget meanwhile: bounded by what the previous session dirtied
@@ -94,7 +95,7 @@ export async function recover(geometry: Geometry, volume: Volume, budgetPages: n
   const checkpoint = await readCheckpoint(geometry, volume)
   const segments = new SegmentTable(geometry.segmentCount, geometry.segmentBytes, checkpoint.nextIncarnation, checkpoint)
   segments.classify(checkpoint.headSegment, checkpoint.successorSegment)
-  const map = new BlockMap(geometry, volume, Uint8Array.from(checkpoint.pageStates), Uint32Array.from(checkpoint.pageGenerations), budgetPages)
+  const map = new BlockMap(geometry, volume, checkpoint, budgetPages)
   const mapper = new Mapper(geometry, map, segments, checkpoint.mappedBlocks)
   const replay = new Replay(geometry, volume, checkpoint, segments, map, mapper)
   await replay.run()

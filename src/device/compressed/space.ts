@@ -20,7 +20,6 @@ import {
   CHUNK_HEADER_BYTES,
   HEADER_REGION_BYTES,
   MAP_PAGE_BYTES,
-  PageState,
   RECORD_HEADER_BYTES,
   RecordKind,
   chunkRecordStart,
@@ -73,13 +72,11 @@ export interface SpaceBreakdown {
 
 export async function spaceBreakdown(device: CompressedBlockDevice, regions: readonly SpaceRegion[] = []): Promise<SpaceBreakdown> {
   const { geometry, segments, volume, map } = device
-  let mapCopies = 0
-  for (const state of map.pageStates) if (state !== PageState.NEVER_WRITTEN) mapCopies++
   const result: SpaceBreakdown = {
     granuleBytes: geometry.granuleBytes,
     segmentBytes: geometry.segmentBytes,
     segmentCount: geometry.segmentCount,
-    metadataBytes: HEADER_REGION_BYTES + 2 * geometry.checkpointSlotBytes + 2 * MAP_PAGE_BYTES * mapCopies,
+    metadataBytes: HEADER_REGION_BYTES + 2 * geometry.checkpointSlotBytes + 2 * MAP_PAGE_BYTES * map.writtenPages,
     segmentsInUse: 0,
     writtenBytes: 0,
     unwrittenTailBytes: 0,
