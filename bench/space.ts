@@ -13,9 +13,12 @@
 // the smaller) / (difference in keys).
 //
 // Usage: npm run bench:space -- [--keys 1000000,3000000] [--value-size 100]
-//        [--compression lz4|none] [--runs N] [--serves N] [--dir DIR]
+//        [--compression lz4|none] [--runs N] [--serves N] [--serve-flags FLAGS]
+//        [--dir DIR]
 // Each load is served by --serves processes (default 5), and its serving
-// RSS is their median; with --runs N every count is loaded N times (in
+// RSS is their median (--serve-flags "FLAGS", repeatable, serves it as many
+// times again under node FLAGS, e.g. --single-threaded-gc, whose GC helper
+// threads otherwise move RSS by megabytes from process to process); with --runs N every count is loaded N times (in
 // rounds) and memory per key is taken from the medians of those.
 // Data goes under --dir (default os.tmpdir(), on the ext4 disk), deleted after.
 
@@ -45,6 +48,8 @@ interface Sample {
   storeMemory: Record<string, number>
   /** Serving RSS of every serving process of this load, smallest first (rssBytes is their median). */
   servingRssRuns: number[]
+  /** The same for each further set of node flags given with --serve-flags. */
+  variants: Array<{ flags: string; rssRuns: number[] }>
   loadSeconds: number
   /** Serving phase: how long the GETs took, and the longest the event loop was held (idle cleaning runs then). */
   serveSeconds: number
@@ -237,9 +242,9 @@ function printBreakdown(sample: Sample): void {
   line('unwritten segment tails (holes)', b.unwrittenTailBytes)
 }
 
-function runChild<T>(args: string[]): Promise<T> {
+function runChild<T>(args: string[], nodeFlags: string[] = []): Promise<T> {
   return new Promise((resolve, reject) => {
-    const process_ = spawn(process.execPath, ['--expose-gc', __filename, '--child', ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
+    const process_ = spawn(process.execPath, ['--expose-gc', ...nodeFlags, __filename, '--child', ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
     let output = ''
     process_.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
     process_.on('error', reject)
@@ -256,12 +261,24 @@ function runChild<T>(args: string[]): Promise<T> {
  * megabytes with where the allocator happened to put things; serving is
  * cheap to repeat, loading is not).
  */
-async function measure(file: string, keys: number, valueSize: number, compression: string, serves: number): Promise<Sample> {
+async function measure(file: string, keys: number, valueSize: number, compression: string, serves: number, flagSets: string[]): Promise<Sample> {
   const loaded = await runChild<LoadSample>(['load', file, String(keys), String(valueSize), compression])
-  const served: ServeSample[] = []
-  for (let serve = 0; serve < serves; serve++) served.push(await runChild<ServeSample>(['serve', file, String(keys), String(valueSize)]))
-  served.sort((left, right) => left.rssBytes - right.rssBytes)
-  return { ...loaded, ...served[(served.length - 1) >> 1]!, servingRssRuns: served.map((sample) => sample.rssBytes) }
+  const servedBy: ServeSample[][] = []
+  // Alternating the flag sets, so a drift of the machine falls on each alike.
+  for (let serve = 0; serve < serves; serve++) {
+    for (const [index, flags] of flagSets.entries()) {
+      const sample = await runChild<ServeSample>(['serve', file, String(keys), String(valueSize)], flags.split(' ').filter((flag) => flag !== ''))
+      ;(servedBy[index] ??= []).push(sample)
+    }
+  }
+  for (const served of servedBy) served.sort((left, right) => left.rssBytes - right.rssBytes)
+  const first = servedBy[0]!
+  return {
+    ...loaded,
+    ...first[(first.length - 1) >> 1]!,
+    servingRssRuns: first.map((sample) => sample.rssBytes),
+    variants: servedBy.slice(1).map((served, index) => ({ flags: flagSets[index + 1]!, rssRuns: served.map((sample) => sample.rssBytes) })),
+  }
 }
 
 const mib = (bytes: number): string => (bytes / 1024 / 1024).toFixed(1)
@@ -280,6 +297,7 @@ async function main(): Promise<void> {
       compression: { type: 'string', default: 'lz4' },
       runs: { type: 'string', default: '1' },
       serves: { type: 'string', default: '5' },
+      'serve-flags': { type: 'string', multiple: true },
       dir: { type: 'string', default: os.tmpdir() },
     },
   })
@@ -287,6 +305,8 @@ async function main(): Promise<void> {
   const valueSize = Number(values['value-size'])
   const runs = Number(values.runs)
   const serves = Number(values.serves)
+  // The serving processes run with node's defaults, and again with each --serve-flags set given.
+  const flagSets = ['', ...(values['serve-flags'] ?? [])]
   const directory = fs.mkdtempSync(path.join(values.dir, 'cubby-space-'))
   const samples = new Map<number, Sample[]>(counts.map((keys) => [keys, []]))
   try {
@@ -294,7 +314,7 @@ async function main(): Promise<void> {
     for (let run = 0; run < runs; run++) {
       for (const keys of counts) {
         const file = path.join(directory, `store-${keys}.img`)
-        const sample = await measure(file, keys, valueSize, values.compression, serves)
+        const sample = await measure(file, keys, valueSize, values.compression, serves, flagSets)
         samples.get(keys)!.push(sample)
         fs.rmSync(file)
         console.log(
@@ -310,6 +330,7 @@ async function main(): Promise<void> {
             `${GETS.toLocaleString()} GETs in ${sample.serveSeconds.toFixed(1)} s, longest event-loop delay ${sample.maxEventLoopDelayMs.toFixed(1)} ms ` +
             `(${sample.maxBusyGapMs.toFixed(1)} ms of it on the CPU)`,
         )
+        for (const variant of sample.variants) console.log(`  serving RSS with node ${variant.flags}: median ${mib(median(variant.rssRuns))} MiB of ${variant.rssRuns.map(mib).join(', ')}`)
         if (run === 0) printBreakdown(sample)
       }
     }
@@ -329,6 +350,10 @@ async function main(): Promise<void> {
         `${runs > 1 ? `; per run ${perRun.map((value) => value.toFixed(3)).join(', ')}` : ''}); anonymous RSS alone ${anonPerKey.toFixed(3)} bytes`,
     )
     // RSS moves by megabytes with the heap and the allocator; the store's own accounting resolves what the store holds.
+    for (const [index, flags] of flagSets.slice(1).entries()) {
+      const of = (samples: Sample[]) => median(samples.map((sample) => median(sample.variants[index]!.rssRuns)))
+      console.log(`memory per key ${range} with node ${flags}: ${((of(high) - of(low)) / keys).toFixed(3)} bytes (median serving RSS difference / key difference)`)
+    }
     const accounted = (median(high.map((sample) => sample.storeMemoryBytes)) - median(low.map((sample) => sample.storeMemoryBytes))) / keys
     console.log(`store-accounted memory per key over the same range: ${accounted.toFixed(3)} bytes (stats().memory.total difference / key difference)`)
   }
