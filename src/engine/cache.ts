@@ -19,9 +19,11 @@
  * down and the memory above goes, so a small store holds no large cache it
  * never fills, and a shrinking share gives memory back.
  *
- * Only verified images go in: blocks read and checked by the reader, and the
- * images a flush step writes. The engine replaces an LBA's image when a step
- * rewrites it and never inserts a read that raced with a write.
+ * Only verified images go in: blocks read and checked by the reader. A flush
+ * step replaces the image of a cached block it rewrote, but does not insert
+ * the ones it wrote (a sweep over the store would flush out what reads use:
+ * tried, and YCSB A and F got slower); a read that raced with a write is
+ * never inserted.
  *
  * Invariants: slots in use are exactly the values of `slotOf`; every slot
  * below `chunks.length * CHUNK_SLOTS` not in use is on the free stack; in-use
