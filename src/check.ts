@@ -161,7 +161,7 @@ export async function salvageVolume(from: Volume, to: Volume, options: CheckOpti
   try {
     const openTarget = (expectedKeys: number): Promise<CubbyDB> =>
       openOnVolume(to, { expectedKeys: Math.max(1000, expectedKeys), compression: opened.mode, ...options.open, create: true }, { fresh: to.size === 0 })
-    const counts = await salvageDevice(opened.device, openTarget, findings)
+    const counts = await salvageDevice(opened.device, openTarget, findings, progress)
     progress.finish()
     return { from: from.path, to: to.path, pairs: counts.pairs, unreadable: counts.unreadable, problems: findings.problems }
   } finally {

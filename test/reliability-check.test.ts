@@ -165,7 +165,20 @@ test('a key stored twice in its bucket (valid checksum) is reported', async (t) 
 test('superblock counts that disagree with the buckets (valid checksum) are reported', async (t) => {
   const { backing } = await rawStore()
   rewriteSuperblock(backing, (superblock) => void (superblock.keys += 3))
-  reports(t, await check(backing), 'superblock', /keys/)
+  const report = await check(backing)
+  reports(t, report, 'superblock', /keys/)
+  const generation = superblockOf(backing).generation
+  const problem = report.problems.find((found) => found.structure === 'superblock')!
+  t.is(problem.location, `copy ${generation % 2} (LBA ${generation % 2}), generation ${generation}`, 'located at the copy that says so')
+})
+
+test('a superblock that checks but lays out more blocks than the device has is reported at its copy, and nothing further is read', async (t) => {
+  const { backing } = await rawStore()
+  rewriteSuperblock(backing, (superblock) => void (superblock.storeBlocks += 1 << 30))
+  const report = await check(backing)
+  reports(t, report, 'superblock', /spans \d+ blocks but the device has/)
+  const generation = superblockOf(backing).generation
+  t.true(report.problems.some((found) => found.location === `copy ${generation % 2} (LBA ${generation % 2}), generation ${generation}`))
 })
 
 test('a heap block marked in use that nothing refers to is reported as leaked; a used one marked free, as unmarked', async (t) => {
@@ -296,8 +309,15 @@ test('salvageStore(path): copies every pair of a store with a damaged bucket exc
   fs.writeFileSync(file, image)
   const target = path.join(directory, 'salvaged.img')
   await rejectsWith(t, salvageStore(file, file), ErrorCode.INVALID_ARGUMENT, 'salvage will not write over a store')
-  const report = await salvageStore(file, target)
+  const progress: Array<[number, number]> = []
+  const report = await salvageStore(file, target, { onProgress: (done, total) => progress.push([done, total]) })
   t.is(report.unreadable, entryCount, 'the damaged bucket\'s entries are counted as lost')
+  // Progress walks the buckets: it reports along the way, only forwards, and ends at its total, which counts every bucket.
+  t.true(progress.length >= 3, `progress reports: ${JSON.stringify(progress)}`)
+  t.true(progress[progress.length - 1]![1] >= bucketCount(superblock), 'the total counts the buckets')
+  t.true(progress.some(([done, total]) => done > 0 && done < total), 'a report came while the walk was under way')
+  for (let index = 1; index < progress.length; index++) t.true(progress[index]![0] >= progress[index - 1]![0])
+  t.is(progress[progress.length - 1]![0], progress[progress.length - 1]![1])
   t.is(report.pairs, all.size - entryCount)
   t.true(report.problems.some((problem) => problem.structure === 'bucket' && problem.location.includes(`bucket ${bucket}`)))
   const salvaged = await open(target, { create: false })

@@ -110,14 +110,15 @@ export class StoreInspector {
     if (chosen === undefined) return false
     const geometry = checkGeometry(chosen.superblock, this.device.blockCount)
     if (geometry !== undefined) {
-      this.findings.corrupt('superblock', `generation ${chosen.superblock.generation}`, geometry)
+      this.findings.corrupt('superblock', superblockLocation(chosen.superblock), geometry)
       return false
     }
     const pending = await this.journals(chosen.superblock, chosen.otherCopyBroken)
     const superblock = pending ?? chosen.superblock
     const problem = checkGeometry(superblock, this.device.blockCount)
     if (problem !== undefined) {
-      this.findings.corrupt('superblock', `generation ${superblock.generation}`, problem)
+      const where = pending === undefined ? superblockLocation(superblock) : `the journal of generation ${superblock.generation} (the superblock it completes)`
+      this.findings.corrupt('superblock', where, problem)
       return false
     }
     this.superblock = superblock
@@ -304,8 +305,8 @@ export class StoreInspector {
       for (const chain of chains) {
         if (this.mode === 'check') await this.verifyChain(superblock, chain)
         await visit(chain)
+        progress?.advance(1)
       }
-      progress?.advance(count)
     }
     this.findings.count('buckets', buckets)
     if (this.mode === 'check') this.compareTotals(superblock)
@@ -472,7 +473,7 @@ export class StoreInspector {
 
   /** After the walk: the superblock's counts, and the bitmap against what the chains reference. */
   private compareTotals(superblock: Superblock): void {
-    const where = `generation ${superblock.generation}`
+    const where = superblockLocation(superblock)
     const damaged = this.findings.has('bucket', 'overflow')
     const pairs: Array<[string, number, number]> = [
       ['keys', superblock.keys, this.totals.keys],
@@ -591,4 +592,10 @@ function listBlocks(lbas: readonly number[]): string {
 export function printableKey(key: Buffer): string {
   const printable = key.length <= 64 && key.every((byte) => byte >= 0x20 && byte < 0x7f)
   return printable ? JSON.stringify(key.toString('latin1')) : `0x${key.subarray(0, 32).toString('hex')}${key.length > 32 ? '…' : ''}`
+}
+
+/** Where a superblock of `generation` lies: the copy it belongs in. */
+function superblockLocation(superblock: Superblock): string {
+  const copy = superblock.generation % 2
+  return `copy ${copy} (LBA ${SUPERBLOCK_LBAS[copy]}), generation ${superblock.generation}`
 }

@@ -63,7 +63,9 @@ export class Progress {
 
   advance(units: number): void {
     this.done += units
-    if (this.onProgress !== undefined && (this.done - this.reported >= 256 || this.done >= this.total)) {
+    // Every 1% of the total, or every 256 units on large stores.
+    const step = Math.max(1, Math.min(256, Math.floor(this.total / 100)))
+    if (this.onProgress !== undefined && (this.done - this.reported >= step || this.done >= this.total)) {
       this.reported = this.done
       this.onProgress(Math.min(this.done, this.total), this.total)
     }

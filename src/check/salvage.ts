@@ -27,7 +27,7 @@ import type { CubbyDB } from '../db'
 import type { BlockDevice } from '../device/types'
 import { bucketOf, hashKey, newKeyHash } from '../engine/hash'
 import type { ExtentPointer } from '../engine/bucket'
-import type { Findings } from './findings'
+import type { Findings, Progress } from './findings'
 import { type ChainVisit, StoreInspector, printableKey } from './engine'
 
 /** Writes to the target store awaited together. */
@@ -47,12 +47,14 @@ export async function salvageDevice(
   device: BlockDevice | undefined,
   openTarget: (expectedKeys: number) => Promise<CubbyDB>,
   findings: Findings,
+  progress?: Progress,
 ): Promise<SalvageCounts> {
   const inspector = device === undefined ? undefined : new StoreInspector(device, findings, 'salvage')
   const readable = inspector !== undefined && (await inspector.openStructures())
   const target = await openTarget(readable ? inspector.superblock!.keys : 0)
   try {
-    const counts = readable ? await copyPairs(inspector, target, findings) : { pairs: 0, unreadable: 0 }
+    if (readable && progress !== undefined) progress.total += inspector.buckets
+    const counts = readable ? await copyPairs(inspector, target, findings, progress) : { pairs: 0, unreadable: 0 }
     await target.close()
     return counts
   } finally {
@@ -60,7 +62,7 @@ export async function salvageDevice(
   }
 }
 
-async function copyPairs(inspector: StoreInspector, target: CubbyDB, findings: Findings): Promise<SalvageCounts> {
+async function copyPairs(inspector: StoreInspector, target: CubbyDB, findings: Findings, progress: Progress | undefined): Promise<SalvageCounts> {
   const superblock = inspector.superblock!
   const replay = inspector.replay
   const counts = { pairs: 0, unreadable: 0 }
@@ -92,7 +94,7 @@ async function copyPairs(inspector: StoreInspector, target: CubbyDB, findings: F
       chainLsns.set(bucket, -1)
     }
   }
-  await inspector.walk(undefined, async (chain: ChainVisit) => {
+  await inspector.walk(progress, async (chain: ChainVisit) => {
     counts.unreadable += chain.lostEntries
     if (chainLsns.has(chain.bucket)) chainLsns.set(chain.bucket, chain.broken && chain.entries.length === 0 ? -1 : chain.lsn)
     for (const entry of chain.entries) {
