@@ -35,7 +35,7 @@ import { BLOCK_SIZE } from './format'
 /** Bytes of bookkeeping per slot: recency links, LBA, free stack and the Map entry. */
 const SLOT_OVERHEAD_BYTES = 8 + 4 + 4 + 4 + 48
 /** Slots per chunk: 128 KiB of block images, the most copied when the room changes. */
-export const CHUNK_SLOTS = 32
+const CHUNK_SLOTS = 32
 const SLOT_BYTES = BLOCK_SIZE + SLOT_OVERHEAD_BYTES
 
 export class BlockCache {
