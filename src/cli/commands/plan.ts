@@ -49,8 +49,9 @@ GET, and the memory it needs (which does not grow with the number of keys).
     }
     const sizing = plan({ keys, keySize, valueSize })
     const imageBytes = defaultImageBytes(sizing)
-    const memory = plannedMemory(memorySettings, compression, plannedLogicalBytes(sizing), imageBytes)
-    const blockMapBytes = compression === 'lz4' ? lz4BlockMapBytes(sizing.logicalBytes) : 0
+    const logicalBytes = plannedLogicalBytes(sizing)
+    const memory = plannedMemory(memorySettings, compression, logicalBytes, imageBytes)
+    const blockMapBytes = compression === 'lz4' ? lz4BlockMapBytes(logicalBytes) : 0
     if (args.json) {
       await write(io.stdout, formatJson({ keys, keySize, valueSize, compression, ...sizing, imageBytes, memory, blockMapBytes }))
       return EXIT.ok
