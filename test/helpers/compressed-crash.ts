@@ -5,6 +5,7 @@
 import {
   BLOCK_SIZE,
   CompressedBlockDevice,
+  DelegatingVolume,
   FaultyVolume,
   MemoryBacking,
   MemoryVolume,
@@ -13,9 +14,7 @@ import {
   type CompressedCreateOptions,
   type PowerCutOptions,
   type ReportEach,
-  type Volume,
   type VolumeRequest,
-  type VolumeStats,
 } from '../../src/device'
 import { makeBlock, readBlocks, writeBlocks, type BlockKind } from './compressed'
 
@@ -36,40 +35,21 @@ export interface Tripwire {
  * "complete" and then be undone); here every operation after the trip waits
  * for the cut to finish, and so fails.
  */
-export class TripVolume implements Volume {
+export class TripVolume extends DelegatingVolume<FaultyVolume> {
   operations = 0
   tripped = false
   private matched = 0
   private cutting: Promise<unknown> | undefined
 
   constructor(
-    readonly faulty: FaultyVolume,
+    faulty: FaultyVolume,
     private readonly tripwire: Tripwire | undefined,
-  ) {}
+  ) {
+    super(faulty)
+  }
 
-  get path() {
-    return this.faulty.path
-  }
-  get kind() {
-    return this.faulty.kind
-  }
-  get size() {
-    return this.faulty.size
-  }
-  get sectorSize() {
-    return this.faulty.sectorSize
-  }
-  get physicalSectorSize() {
-    return this.faulty.physicalSectorSize
-  }
-  get growable() {
-    return this.faulty.growable
-  }
-  get readOnly() {
-    return this.faulty.readOnly
-  }
-  get ioPath() {
-    return this.faulty.ioPath
+  get faulty(): FaultyVolume {
+    return this.inner
   }
 
   private async enter(kind: OperationKind, requests: readonly VolumeRequest[]): Promise<void> {
@@ -82,45 +62,29 @@ export class TripVolume implements Volume {
     if (this.tripwire.matches !== undefined && !this.tripwire.matches(kind, requests)) return
     if (++this.matched === this.tripwire.nth) {
       this.tripped = true
-      this.cutting = this.faulty.powerCut(this.tripwire.cut)
+      this.cutting = this.inner.powerCut(this.tripwire.cut)
       await this.cutting
     }
   }
 
-  allocate(bytes: number): Buffer {
-    return this.faulty.allocate(bytes)
-  }
-  async read(requests: readonly VolumeRequest[]): Promise<void> {
+  override async read(requests: readonly VolumeRequest[]): Promise<void> {
     await this.enter('read', requests)
-    return this.faulty.read(requests)
+    return this.inner.read(requests)
   }
-  readEach(requests: readonly VolumeRequest[], onRequest: ReportEach): void {
+  override readEach(requests: readonly VolumeRequest[], onRequest: ReportEach): void {
     reportWhenSettled(this.read(requests), requests.length, onRequest)
   }
-
-  async write(requests: readonly VolumeRequest[]): Promise<void> {
+  override async write(requests: readonly VolumeRequest[]): Promise<void> {
     await this.enter('write', requests)
-    return this.faulty.write(requests)
+    return this.inner.write(requests)
   }
-  async sync(): Promise<void> {
+  override async sync(): Promise<void> {
     await this.enter('sync', [])
-    return this.faulty.sync()
+    return this.inner.sync()
   }
-  async discard(offset: number, length: number): Promise<void> {
+  override async discard(offset: number, length: number): Promise<void> {
     await this.enter('discard', [])
-    return this.faulty.discard(offset, length)
-  }
-  grow(size: number): Promise<void> {
-    return this.faulty.grow(size)
-  }
-  allocatedBytes(): number {
-    return this.faulty.allocatedBytes()
-  }
-  stats(): VolumeStats {
-    return this.faulty.stats()
-  }
-  close(): Promise<void> {
-    return this.faulty.close()
+    return this.inner.discard(offset, length)
   }
 }
 
